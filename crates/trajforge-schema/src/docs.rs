@@ -1,0 +1,51 @@
+//! Generated documentation of the canonical schema (the files under `schemas/`).
+
+use arrow::datatypes::{DataType, Field};
+use serde_json::{json, Value};
+
+use crate::{arrow_schema, Trajectory, SCHEMA_VERSION};
+
+/// JSON Schema (draft 2020-12) of one canonical row as JSON, from the Rust types.
+pub fn trajectory_json_schema() -> String {
+    let schema = schemars::schema_for!(Trajectory);
+    pretty(&serde_json::to_value(schema).unwrap_or(Value::Null))
+}
+
+/// The Arrow/Parquet layout: every column with its Arrow type and nullability.
+pub fn trajectory_arrow_layout() -> String {
+    let schema = arrow_schema();
+    let columns: Vec<Value> = schema.fields().iter().map(|f| field_doc(f)).collect();
+    pretty(&json!({
+        "name": "trajforge canonical trajectory",
+        "schema_version": SCHEMA_VERSION,
+        "columns": columns,
+    }))
+}
+
+fn field_doc(f: &Field) -> Value {
+    let mut doc = json!({ "name": f.name(), "type": type_name(f.data_type()), "nullable": f.is_nullable() });
+    match f.data_type() {
+        DataType::Struct(children) => {
+            doc["fields"] = children.iter().map(|c| field_doc(c)).collect();
+        }
+        DataType::List(item) => {
+            doc["item"] = field_doc(item);
+        }
+        _ => {}
+    }
+    doc
+}
+
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::List(_) => "List".into(),
+        DataType::Struct(_) => "Struct".into(),
+        other => other.to_string(),
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
