@@ -1,0 +1,156 @@
+//! Parquet part writers: zstd, row groups sized for scans, parts rolled at a row count, every
+//! file written to a temporary name in the same directory and renamed into place when complete,
+//! so a reader never sees a half-written part.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use serde::{Deserialize, Serialize};
+use tempfile::NamedTempFile;
+
+use crate::IoError;
+
+/// Sizing of Parquet output.
+#[derive(Debug, Clone)]
+pub struct PartOptions {
+    /// Rows per `part-NNNNN.parquet` file.
+    pub rows_per_part: usize,
+    /// A row group is closed once its buffered, uncompressed size reaches this many bytes.
+    pub row_group_bytes: usize,
+    /// … or this many rows, whichever comes first.
+    pub row_group_rows: usize,
+    /// zstd level (1–22).
+    pub zstd_level: i32,
+}
+
+impl Default for PartOptions {
+    fn default() -> Self {
+        // ~128 MB row groups keep scans streaming while pruning by statistics still pays off.
+        PartOptions { rows_per_part: 100_000, row_group_bytes: 128 << 20, row_group_rows: 16_384, zstd_level: 3 }
+    }
+}
+
+/// One finished part file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartInfo {
+    /// Path relative to the run's output directory.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+struct OpenPart {
+    writer: ArrowWriter<File>,
+    temp: NamedTempFile,
+    rows: usize,
+}
+
+/// Writes a stream of batches of one schema as `DIR/part-NNNNN.parquet` files.
+pub struct PartWriter {
+    dir: PathBuf,
+    /// Directory name recorded in [`PartInfo::path`] (`trajectories`, `rejects`).
+    label: String,
+    schema: SchemaRef,
+    options: PartOptions,
+    open: Option<OpenPart>,
+    parts: Vec<PartInfo>,
+}
+
+impl PartWriter {
+    /// Creates `root/label/`, removing part files a previous run left there.
+    pub fn create(root: &Path, label: &str, schema: SchemaRef, options: PartOptions) -> Result<PartWriter, IoError> {
+        let dir = root.join(label);
+        std::fs::create_dir_all(&dir).map_err(|e| IoError::io(&dir, e))?;
+        for entry in std::fs::read_dir(&dir).map_err(|e| IoError::io(&dir, e))? {
+            let path = entry.map_err(|e| IoError::io(&dir, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with("part-") && name.ends_with(".parquet") {
+                std::fs::remove_file(&path).map_err(|e| IoError::io(&path, e))?;
+            }
+        }
+        Ok(PartWriter { dir, label: label.to_string(), schema, options, open: None, parts: Vec::new() })
+    }
+
+    fn properties(&self) -> Result<WriterProperties, IoError> {
+        let level = ZstdLevel::try_new(self.options.zstd_level)
+            .map_err(|e| IoError::Config(format!("invalid zstd level {}: {e}", self.options.zstd_level)))?;
+        Ok(WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(self.options.row_group_rows))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build())
+    }
+
+    fn open_part(&mut self) -> Result<&mut OpenPart, IoError> {
+        if self.open.is_none() {
+            let temp = tempfile::Builder::new()
+                .prefix(".part-")
+                .suffix(".parquet.tmp")
+                .tempfile_in(&self.dir)
+                .map_err(|e| IoError::io(&self.dir, e))?;
+            let file = temp.as_file().try_clone().map_err(|e| IoError::io(temp.path(), e))?;
+            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties()?))
+                .map_err(|e| IoError::write(temp.path(), e))?;
+            self.open = Some(OpenPart { writer, temp, rows: 0 });
+        }
+        self.open.as_mut().ok_or_else(|| IoError::Internal("part writer not open".into()))
+    }
+
+    /// Appends a batch, closing row groups and parts as they fill.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IoError> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let limit = self.options.rows_per_part;
+            let row_group_bytes = self.options.row_group_bytes;
+            let part = self.open_part()?;
+            let take = (limit - part.rows).min(batch.num_rows() - offset);
+            let slice = batch.slice(offset, take);
+            part.writer.write(&slice).map_err(|e| IoError::write(part.temp.path(), e))?;
+            if part.writer.in_progress_size() >= row_group_bytes {
+                part.writer.flush().map_err(|e| IoError::write(part.temp.path(), e))?;
+            }
+            part.rows += take;
+            offset += take;
+            if part.rows >= limit {
+                self.close_part()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close_part(&mut self) -> Result<(), IoError> {
+        let Some(part) = self.open.take() else { return Ok(()) };
+        let name = format!("part-{:05}.parquet", self.parts.len());
+        let path = self.dir.join(&name);
+        part.writer.close().map_err(|e| IoError::write(part.temp.path(), e))?;
+        part.temp.persist(&path).map_err(|e| IoError::io(&path, e.error))?;
+        let bytes = std::fs::metadata(&path).map_err(|e| IoError::io(&path, e))?.len();
+        self.parts.push(PartInfo { path: format!("{}/{name}", self.label), rows: part.rows as u64, bytes });
+        Ok(())
+    }
+
+    /// Closes the last part. With no rows at all, one empty part is still written so the table
+    /// exists with its schema for every reader.
+    pub fn finish(mut self) -> Result<Vec<PartInfo>, IoError> {
+        if self.parts.is_empty() && self.open.is_none() {
+            self.open_part()?;
+        }
+        self.close_part()?;
+        Ok(self.parts)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(|e| IoError::io(dir, e))?;
+    temp.write_all(bytes).map_err(|e| IoError::io(temp.path(), e))?;
+    temp.persist(path).map_err(|e| IoError::io(path, e.error))?;
+    Ok(())
+}
