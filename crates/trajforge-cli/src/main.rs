@@ -1,1 +1,78 @@
-fn main() {}
+//! # trajforge
+//!
+//! The command-line front end: `ingest` turns published trajectory formats into canonical
+//! Parquet, `inspect` summarises any Parquet dataset and pretty-prints a trajectory, `synth`
+//! generates realistic OpenHands trajectories with planted defects for scale tests. Global flags
+//! set the thread count (rayon, and DataFusion in later commands), silence progress bars, or ask
+//! for one machine-readable JSON summary line on stdout.
+
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "trajforge", version, about = "Turn software-engineering agent trajectories into training data")]
+struct Cli {
+    /// Worker threads for all parallel work (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// No progress bars or informational messages.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Print a one-line JSON summary on stdout (for scripts).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Ingest(commands::ingest::Args),
+    Inspect(commands::inspect::Args),
+    Synth(commands::synth::Args),
+}
+
+/// Settings every command gets.
+#[derive(Debug, Clone, Copy)]
+pub struct Global {
+    pub quiet: bool,
+    pub json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("error: cannot start {n} threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let global = Global { quiet: cli.quiet, json: cli.json };
+    let result = match cli.command {
+        Command::Ingest(args) => commands::ingest::run(args, global),
+        Command::Inspect(args) => commands::inspect::run(args, global),
+        Command::Synth(args) => commands::synth::run(args, global),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", causes.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `trajforge inspect … | head` closes the pipe early: that is the reader's choice, not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}

@@ -91,6 +91,7 @@ impl PartWriter {
             let temp = tempfile::Builder::new()
                 .prefix(".part-")
                 .suffix(".parquet.tmp")
+                .permissions(readable_by_all())
                 .tempfile_in(&self.dir)
                 .map_err(|e| IoError::io(&self.dir, e))?;
             let file = temp.as_file().try_clone().map_err(|e| IoError::io(temp.path(), e))?;
@@ -149,8 +150,14 @@ impl PartWriter {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     use std::io::Write;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(|e| IoError::io(dir, e))?;
+    let mut temp = tempfile::Builder::new().prefix(".tmp-").permissions(readable_by_all()).tempfile_in(dir).map_err(|e| IoError::io(dir, e))?;
     temp.write_all(bytes).map_err(|e| IoError::io(temp.path(), e))?;
     temp.persist(path).map_err(|e| IoError::io(path, e.error))?;
     Ok(())
+}
+
+/// Outputs are datasets for other tools and users: 0644, not tempfile's private 0600.
+pub fn readable_by_all() -> std::fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::Permissions::from_mode(0o644)
 }
