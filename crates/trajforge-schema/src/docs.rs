@@ -49,3 +49,31 @@ fn pretty(v: &Value) -> String {
     s.push('\n');
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// The committed `schemas/` files must equal what the types generate. Regenerate with
+    /// `UPDATE_SCHEMAS=1 cargo test -p trajforge-schema`.
+    #[test]
+    fn committed_schema_documents_are_current() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let documents = [
+            ("trajectory.schema.json", super::trajectory_json_schema()),
+            ("trajectory.arrow.json", super::trajectory_arrow_layout()),
+        ];
+        for (name, generated) in documents {
+            let path = dir.join(name);
+            if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+                std::fs::write(&path, &generated).expect("write schema");
+                continue;
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == generated,
+                "schemas/{name} is stale: regenerate with UPDATE_SCHEMAS=1 cargo test -p trajforge-schema"
+            );
+        }
+    }
+}

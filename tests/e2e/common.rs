@@ -1,0 +1,85 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use trajforge_io::ingest::NoProgress;
+use trajforge_io::{ingest, Format, IngestOptions, Manifest, Reject};
+use trajforge_schema::{batch, Trajectory};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn sample(rel: &str) -> String {
+    root().join("data-samples").join(rel).display().to_string()
+}
+
+pub fn corpus(name: &str) -> String {
+    root().join("tests/corpus/malformed").join(name).display().to_string()
+}
+
+/// Runs the real binary.
+pub fn trajforge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trajforge")).args(args).output().expect("run trajforge")
+}
+
+/// Ingests through the library with default options.
+pub fn ingest_into(inputs: &[String], out: &Path, format: Option<Format>) -> Manifest {
+    let mut opts = IngestOptions::new(inputs.to_vec(), out.to_path_buf());
+    opts.format = format;
+    ingest(&opts, &NoProgress).expect("ingest runs")
+}
+
+fn parts(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("output dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn batches(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    parts(dir)
+        .into_iter()
+        .flat_map(|p| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).expect("open part")).expect("parquet").build().expect("reader");
+            reader.map(|b| b.expect("batch")).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every canonical row an ingest wrote, in order.
+pub fn trajectories(out: &Path) -> Vec<Trajectory> {
+    batches(&out.join("trajectories")).iter().flat_map(|b| batch::from_record_batch(b).expect("canonical rows")).collect()
+}
+
+/// Every reject an ingest wrote, in order.
+pub fn rejects(out: &Path) -> Vec<Reject> {
+    batches(&out.join("rejects")).iter().flat_map(|b| serde_arrow::from_record_batch::<Vec<Reject>>(b).expect("reject rows")).collect()
+}
+
+/// The manifest's counts balance and agree with the rows actually on disk.
+pub fn assert_accounted(out: &Path, manifest: &Manifest) {
+    let c = &manifest.counts;
+    assert_eq!(c.read, c.written + c.rejected, "ledger does not balance: {c:?}");
+    assert_eq!(trajectories(out).len() as u64, c.written, "written rows on disk");
+    assert_eq!(rejects(out).len() as u64, c.rejected, "reject rows on disk");
+    let on_disk: Manifest = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest")).expect("manifest json");
+    assert_eq!(&on_disk.counts, c);
+}
+
+/// All bytes of every Parquet file under `out`, by relative path.
+pub fn output_bytes(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for sub in ["trajectories", "rejects"] {
+        for p in parts(&out.join(sub)) {
+            files.push((format!("{sub}/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or("")), std::fs::read(&p).expect("read part")));
+        }
+    }
+    files
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: real and constructed inputs through the library and the `trajforge`
+//! binary, read back from the Parquet it writes.
+
+mod common;
+mod determinism;
+mod malformed;
+mod readers;
+mod synth;

@@ -1,0 +1,153 @@
+//! Every reader on its sample rows: read back the Parquet and compare with the source JSON.
+
+use serde_json::Value;
+use trajforge_schema::{Message, Trajectory};
+
+use crate::common::{assert_accounted, ingest_into, sample, trajectories};
+
+fn source_json(rel: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(sample(rel)).expect("sample")).expect("sample json")
+}
+
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// Compares one OpenAI-style source message with its canonical form, field by field.
+fn assert_same_message(src: &Value, got: &Message, at: &str) {
+    assert_eq!(src["role"].as_str(), Some(got.role.as_str()), "{at} role");
+    assert_eq!(text(&src["content"]), got.content, "{at} content");
+    let calls = src["tool_calls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(calls.len(), got.tool_calls.len(), "{at} tool-call count");
+    for (c, g) in calls.iter().zip(&got.tool_calls) {
+        assert_eq!(c["function"]["name"].as_str(), Some(g.name.as_str()), "{at} tool name");
+        // Arguments are the source's exact text, byte for byte.
+        assert_eq!(c["function"]["arguments"].as_str(), Some(g.arguments.as_str()), "{at} arguments");
+        assert_eq!(text(&c["id"]), g.id, "{at} call id");
+    }
+}
+
+#[test]
+fn nvidia_rows_round_trip_exactly() {
+    let out = tempfile::tempdir().expect("tmp");
+    let manifest = ingest_into(&[sample("real/nvidia-swe-zero-openhands.sample.json")], out.path(), None);
+    assert_accounted(out.path(), &manifest);
+    let src = source_json("real/nvidia-swe-zero-openhands.sample.json");
+    let src = src.as_array().expect("array of rows");
+    let got = trajectories(out.path());
+    assert_eq!(got.len(), src.len());
+    for (s, t) in src.iter().zip(&got) {
+        assert_eq!(t.source_format, "nvidia_openhands");
+        assert_eq!(s["trajectory_id"].as_str(), Some(t.trajectory_id.as_str()));
+        assert_eq!(text(&s["instance_id"]), t.instance_id);
+        assert_eq!(text(&s["model_patch"]), t.model_patch);
+        let msgs = s["trajectory"].as_array().expect("trajectory");
+        assert_eq!(msgs.len(), t.messages.len());
+        for (i, (m, g)) in msgs.iter().zip(&t.messages).enumerate() {
+            assert_same_message(m, g, &format!("{} message {i}", t.trajectory_id));
+        }
+        assert_tool_results_answer_the_preceding_calls(t);
+        let source_calls: usize = msgs.iter().map(|m| m["tool_calls"].as_array().map_or(0, Vec::len)).sum();
+        assert_eq!(t.num_tool_calls as usize, source_calls);
+        assert_eq!(t.num_assistant_turns as usize, msgs.iter().filter(|m| m["role"] == "assistant").count());
+        let metadata: Value = serde_json::from_str(t.metadata.as_deref().expect("metadata")).expect("metadata json");
+        assert_eq!(metadata["dataset"], s["dataset"], "unused source fields are kept in metadata");
+    }
+}
+
+/// nvidia tool results carry no id: each must have been given the id of the call it answers.
+fn assert_tool_results_answer_the_preceding_calls(t: &Trajectory) {
+    let mut open: Vec<Option<String>> = Vec::new();
+    for m in &t.messages {
+        if m.role == "assistant" {
+            open = m.tool_calls.iter().rev().map(|c| c.id.clone()).collect();
+        } else if m.role == "tool" {
+            let expected = open.pop().expect("a tool result follows an open call");
+            assert_eq!(m.tool_call_id, expected, "{}: tool result paired with the wrong call", t.trajectory_id);
+        }
+    }
+}
+
+#[test]
+fn swe_agent_traj_files_round_trip() {
+    let out = tempfile::tempdir().expect("tmp");
+    let files = ["real/swe-agent-marshmallow-1867.function_calling.traj", "real/swe-agent-marshmallow-1867.xml.traj"];
+    let manifest = ingest_into(&files.map(sample), out.path(), None);
+    assert_accounted(out.path(), &manifest);
+    let got = trajectories(out.path());
+    assert_eq!(got.len(), 2);
+    for (file, t) in files.iter().zip(&got) {
+        let src = source_json(file);
+        assert_eq!(t.source_format, "swe_agent");
+        assert_eq!(t.instance_id.as_deref(), Some("marshmallow-code__marshmallow-1867"));
+        assert_eq!(t.instance_key.as_deref(), Some("marshmallow-code/marshmallow#1867"));
+        assert_eq!(text(&src["info"]["submission"]), t.model_patch);
+        assert_eq!(text(&src["info"]["exit_status"]), t.exit_status);
+        let history = src["history"].as_array().expect("history");
+        assert_eq!(history.len(), t.messages.len());
+        for (i, (h, g)) in history.iter().zip(&t.messages).enumerate() {
+            assert_same_message(h, g, &format!("{file} message {i}"));
+            if let Some(ids) = h["tool_call_ids"].as_array() {
+                assert_eq!(ids[0].as_str(), g.tool_call_id.as_deref(), "{file} message {i} answers its call");
+            }
+        }
+        let metadata: Value = serde_json::from_str(t.metadata.as_deref().expect("metadata")).expect("metadata json");
+        assert_eq!(metadata["trajectory"], src["trajectory"], "steps kept in metadata");
+        assert_eq!(metadata["replay_config"], src["replay_config"]);
+        assert_eq!(metadata["info"]["model_stats"], src["info"]["model_stats"]);
+        // `thought`, `action`, `agent`, `message_type` have no column: they stay with their message.
+        assert_eq!(metadata["message_extras"]["2"]["action"], history[2]["action"]);
+    }
+    assert!(got[0].num_tool_calls > 0, "function-calling variant has calls");
+    assert_eq!(got[1].num_tool_calls, 0, "XML text-action variant keeps actions as text");
+}
+
+#[test]
+fn constructed_rows_of_every_other_format() {
+    let out = tempfile::tempdir().expect("tmp");
+    let manifest = ingest_into(&[sample("constructed")], out.path(), None);
+    assert_accounted(out.path(), &manifest);
+    assert_eq!(manifest.counts.rejected, 0, "{:?}", manifest.rejected_by_kind);
+    let got = trajectories(out.path());
+    let by_format = |f: &str| got.iter().filter(|t| t.source_format == f).collect::<Vec<_>>();
+
+    let nebius = by_format("nebius_openhands");
+    assert_eq!(nebius.iter().map(|t| t.resolved).collect::<Vec<_>>(), vec![Some(true), Some(false)]);
+    let tools: Value = serde_json::from_str(nebius[0].tools.as_deref().expect("tools")).expect("tools json");
+    assert_eq!(tools[0]["function"]["name"], "execute_bash");
+    assert_eq!(nebius[0].messages[3].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(nebius[0].messages[3].name.as_deref(), Some("execute_bash"));
+
+    let gym = by_format("swe_gym");
+    assert_eq!(gym.len(), 1, "zstd-compressed SWE-Gym row");
+    assert_eq!(gym[0].trajectory_id, "gpt-4o_maxiter_30_N_v2.1-run_1/demo-org__pkg-102");
+    assert_eq!(gym[0].resolved, Some(true));
+    assert!(gym[0].metadata.as_deref().expect("metadata").contains("test_result"));
+
+    let smith = by_format("swe_smith");
+    assert_eq!(smith[0].num_assistant_turns, 3);
+    assert_eq!(smith[0].tool_names, vec!["bash", "submit"], "two unambiguous XML blocks extracted, the ambiguous turn left as text");
+    assert_eq!(smith[0].messages[2].tool_calls[0].arguments, r#"{"command":"grep -rn 'def f' /testbed"}"#);
+    assert_eq!(smith[0].instance_key.as_deref(), Some("demo-org/pkg#103"));
+
+    let mini = by_format("mini_swe_agent");
+    assert_eq!((mini[0].num_messages, mini[0].num_tool_calls), (5, 0));
+    assert_eq!(mini[0].exit_status.as_deref(), Some("Submitted"));
+
+    let chat = by_format("openai_chat");
+    assert_eq!(chat.len(), 2, "gzip JSONL, both shapes");
+    let log_meta: Value = serde_json::from_str(chat[1].metadata.as_deref().expect("metadata")).expect("json");
+    assert_eq!(log_meta["model"], "qwen2.5-coder-32b");
+    assert_eq!(log_meta["metadata"]["run"], "demo");
+}
+
+#[test]
+fn forced_format_overrides_detection() {
+    let out = tempfile::tempdir().expect("tmp");
+    // The nebius rows read as nvidia rows: tools/resolved are then just metadata.
+    let manifest = ingest_into(&[sample("constructed/nebius-openhands.jsonl")], out.path(), Some(trajforge_io::Format::NvidiaOpenhands));
+    assert_eq!(manifest.counts.written, 2);
+    let got = trajectories(out.path());
+    assert!(got.iter().all(|t| t.source_format == "nvidia_openhands" && t.tools.is_none()));
+    assert!(got[0].metadata.as_deref().expect("metadata").contains("\"resolved\":1"));
+}
