@@ -6,8 +6,8 @@ use std::process::{Command, Output};
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use trajforge_io::ingest::NoProgress;
-use trajforge_io::{ingest, Format, IngestOptions, Manifest, Reject};
-use trajforge_schema::{batch, Trajectory};
+use trajforge_io::{Format, IngestOptions, Manifest, Reject, ingest};
+use trajforge_schema::{Trajectory, batch};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -18,12 +18,19 @@ pub fn sample(rel: &str) -> String {
 }
 
 pub fn corpus(name: &str) -> String {
-    root().join("tests/corpus/malformed").join(name).display().to_string()
+    root()
+        .join("tests/corpus/malformed")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// Runs the real binary.
 pub fn trajforge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trajforge")).args(args).output().expect("run trajforge")
+    Command::new(env!("CARGO_BIN_EXE_trajforge"))
+        .args(args)
+        .output()
+        .expect("run trajforge")
 }
 
 /// Ingests through the library with default options.
@@ -47,7 +54,11 @@ fn batches(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
     parts(dir)
         .into_iter()
         .flat_map(|p| {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).expect("open part")).expect("parquet").build().expect("reader");
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(&p).expect("open part"))
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
             reader.map(|b| b.expect("batch")).collect::<Vec<_>>()
         })
         .collect()
@@ -55,21 +66,37 @@ fn batches(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
 
 /// Every canonical row an ingest wrote, in order.
 pub fn trajectories(out: &Path) -> Vec<Trajectory> {
-    batches(&out.join("trajectories")).iter().flat_map(|b| batch::from_record_batch(b).expect("canonical rows")).collect()
+    batches(&out.join("trajectories"))
+        .iter()
+        .flat_map(|b| batch::from_record_batch(b).expect("canonical rows"))
+        .collect()
 }
 
 /// Every reject an ingest wrote, in order.
 pub fn rejects(out: &Path) -> Vec<Reject> {
-    batches(&out.join("rejects")).iter().flat_map(|b| serde_arrow::from_record_batch::<Vec<Reject>>(b).expect("reject rows")).collect()
+    batches(&out.join("rejects"))
+        .iter()
+        .flat_map(|b| serde_arrow::from_record_batch::<Vec<Reject>>(b).expect("reject rows"))
+        .collect()
 }
 
 /// The manifest's counts balance and agree with the rows actually on disk.
 pub fn assert_accounted(out: &Path, manifest: &Manifest) {
     let c = &manifest.counts;
-    assert_eq!(c.read, c.written + c.rejected, "ledger does not balance: {c:?}");
-    assert_eq!(trajectories(out).len() as u64, c.written, "written rows on disk");
+    assert_eq!(
+        c.read,
+        c.written + c.rejected,
+        "ledger does not balance: {c:?}"
+    );
+    assert_eq!(
+        trajectories(out).len() as u64,
+        c.written,
+        "written rows on disk"
+    );
     assert_eq!(rejects(out).len() as u64, c.rejected, "reject rows on disk");
-    let on_disk: Manifest = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest")).expect("manifest json");
+    let on_disk: Manifest =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest"))
+            .expect("manifest json");
     assert_eq!(&on_disk.counts, c);
 }
 
@@ -78,7 +105,13 @@ pub fn output_bytes(out: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for sub in ["trajectories", "rejects"] {
         for p in parts(&out.join(sub)) {
-            files.push((format!("{sub}/{}", p.file_name().and_then(|n| n.to_str()).unwrap_or("")), std::fs::read(&p).expect("read part")));
+            files.push((
+                format!(
+                    "{sub}/{}",
+                    p.file_name().and_then(|n| n.to_str()).unwrap_or("")
+                ),
+                std::fs::read(&p).expect("read part"),
+            ));
         }
     }
     files

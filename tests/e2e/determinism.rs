@@ -10,17 +10,38 @@ fn ingest_is_byte_identical_across_runs_and_thread_counts() {
         let out = tempfile::tempdir().expect("tmp");
         let dir = out.path().display().to_string();
         // Small parts so that part rolling is part of what must be deterministic.
-        let run = trajforge(&["--threads", threads, "--quiet", "ingest", &samples, "--out", &dir, "--rows-per-part", "16"]);
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let run = trajforge(&[
+            "--threads",
+            threads,
+            "--quiet",
+            "ingest",
+            &samples,
+            "--out",
+            &dir,
+            "--rows-per-part",
+            "16",
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         outputs.push((threads, output_bytes(out.path())));
     }
     let (_, first) = &outputs[0];
-    assert!(first.len() > 4, "several parts written: {:?}", first.iter().map(|(n, _)| n).collect::<Vec<_>>());
+    assert!(
+        first.len() > 4,
+        "several parts written: {:?}",
+        first.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
     for (threads, files) in &outputs[1..] {
         assert_eq!(files.len(), first.len());
         for ((name_a, a), (name_b, b)) in first.iter().zip(files) {
             assert_eq!(name_a, name_b);
-            assert!(a == b, "{name_a} differs between --threads 1 and --threads {threads}");
+            assert!(
+                a == b,
+                "{name_a} differs between --threads 1 and --threads {threads}"
+            );
         }
     }
 }
@@ -30,12 +51,29 @@ fn rerun_into_the_same_directory_replaces_old_parts() {
     let out = tempfile::tempdir().expect("tmp");
     let dir = out.path().display().to_string();
     let samples = root().join("data-samples").display().to_string();
-    let run = trajforge(&["-q", "ingest", &samples, "--out", &dir, "--rows-per-part", "10"]);
+    let run = trajforge(&[
+        "-q",
+        "ingest",
+        &samples,
+        "--out",
+        &dir,
+        "--rows-per-part",
+        "10",
+    ]);
     assert!(run.status.success());
-    let nebius = root().join("data-samples/constructed/nebius-openhands.jsonl").display().to_string();
+    let nebius = root()
+        .join("data-samples/constructed/nebius-openhands.jsonl")
+        .display()
+        .to_string();
     let run = trajforge(&["-q", "ingest", &nebius, "--out", &dir]);
     assert!(run.status.success());
     let files = output_bytes(out.path());
-    assert_eq!(files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), vec!["trajectories/part-00000.parquet", "rejects/part-00000.parquet"]);
+    assert_eq!(
+        files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        vec![
+            "trajectories/part-00000.parquet",
+            "rejects/part-00000.parquet"
+        ]
+    );
     assert_eq!(crate::common::trajectories(out.path()).len(), 2);
 }

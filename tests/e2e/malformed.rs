@@ -16,12 +16,17 @@ fn ingest_one(path: &str, format: Option<Format>) -> (usize, Vec<Reject>) {
     let manifest = ingest_into(&[path.to_string()], out.path(), format);
     assert_accounted(out.path(), &manifest);
     let r = rejects(out.path());
-    assert!(r.iter().all(|r| r.source_file == path), "every reject names its file");
+    assert!(
+        r.iter().all(|r| r.source_file == path),
+        "every reject names its file"
+    );
     (trajectories(out.path()).len(), r)
 }
 
 fn kinds(r: &[Reject]) -> Vec<(&str, Option<u64>)> {
-    r.iter().map(|r| (r.error_kind.as_str(), r.location)).collect()
+    r.iter()
+        .map(|r| (r.error_kind.as_str(), r.location))
+        .collect()
 }
 
 #[test]
@@ -29,26 +34,54 @@ fn truncated_array_keeps_complete_records() {
     let (written, r) = ingest_one(&corpus("truncated.json"), None);
     assert_eq!(written, 2);
     assert_eq!(kinds(&r), vec![("truncated", Some(2))]);
-    assert!(r[0].message.contains("after 2 complete record(s)"), "{}", r[0].message);
+    assert!(
+        r[0].message.contains("after 2 complete record(s)"),
+        "{}",
+        r[0].message
+    );
 }
 
 #[test]
 fn wrong_types_name_the_field() {
     let (written, r) = ingest_one(&corpus("wrong-types.jsonl"), None);
     assert_eq!(written, 1);
-    let got: Vec<(&str, &str)> = r.iter().map(|r| (r.error_kind.as_str(), r.message.as_str())).collect();
+    let got: Vec<(&str, &str)> = r
+        .iter()
+        .map(|r| (r.error_kind.as_str(), r.message.as_str()))
+        .collect();
     assert_eq!(
         got,
         vec![
-            ("wrong_type", "trajectory[0].content: expected a string, found a number"),
-            ("wrong_type", "trajectory: expected an array, found a string"),
-            ("missing_field", "trajectory[0].role: required field is missing"),
-            ("wrong_type", "instance_id: expected a string, found an array"),
-            ("unknown_role", "trajectory[0].role: unknown role \"wizard\" (expected system, developer, user, assistant, tool or function)"),
+            (
+                "wrong_type",
+                "trajectory[0].content: expected a string, found a number"
+            ),
+            (
+                "wrong_type",
+                "trajectory: expected an array, found a string"
+            ),
+            (
+                "missing_field",
+                "trajectory[0].role: required field is missing"
+            ),
+            (
+                "wrong_type",
+                "instance_id: expected a string, found an array"
+            ),
+            (
+                "unknown_role",
+                "trajectory[0].role: unknown role \"wizard\" (expected system, developer, user, assistant, tool or function)"
+            ),
         ]
     );
-    assert_eq!(r.iter().map(|r| r.location).collect::<Vec<_>>(), vec![Some(2), Some(3), Some(4), Some(5), Some(6)]);
-    assert!(r.iter().all(|r| r.location_kind == "line" && r.snippet.starts_with('{')));
+    assert_eq!(
+        r.iter().map(|r| r.location).collect::<Vec<_>>(),
+        vec![Some(2), Some(3), Some(4), Some(5), Some(6)]
+    );
+    assert!(
+        r.iter()
+            .all(|r| r.location_kind == "line" && r.snippet.starts_with('{'))
+    );
 }
 
 #[test]
@@ -63,7 +96,12 @@ fn tool_message_without_a_call_is_a_data_error() {
     let (written, r) = ingest_one(&corpus("orphan-tool-message.json"), None);
     assert_eq!(written, 1);
     assert_eq!(kinds(&r), vec![("unpaired_tool_message", Some(0))]);
-    assert!(r[0].message.starts_with("message 2: tool result with no open tool call"), "{}", r[0].message);
+    assert!(
+        r[0].message
+            .starts_with("message 2: tool result with no open tool call"),
+        "{}",
+        r[0].message
+    );
 }
 
 #[test]
@@ -71,7 +109,12 @@ fn arguments_that_are_not_json() {
     let (written, r) = ingest_one(&corpus("bad-arguments.jsonl"), None);
     assert_eq!(written, 1);
     assert_eq!(kinds(&r), vec![("invalid_tool_arguments", Some(1))]);
-    assert!(r[0].message.contains("trajectory[2].tool_calls[0].function.arguments"), "{}", r[0].message);
+    assert!(
+        r[0].message
+            .contains("trajectory[2].tool_calls[0].function.arguments"),
+        "{}",
+        r[0].message
+    );
 }
 
 #[test]
@@ -84,25 +127,45 @@ fn empty_file_and_non_json_lines() {
 
 #[test]
 fn missing_required_column_in_json_and_parquet() {
-    let (written, r) = ingest_one(&corpus("missing-trajectory.jsonl"), Some(Format::NvidiaOpenhands));
+    let (written, r) = ingest_one(
+        &corpus("missing-trajectory.jsonl"),
+        Some(Format::NvidiaOpenhands),
+    );
     assert_eq!(written, 0);
-    assert_eq!(kinds(&r), vec![("missing_field", Some(1)), ("missing_field", Some(2))]);
+    assert_eq!(
+        kinds(&r),
+        vec![("missing_field", Some(1)), ("missing_field", Some(2))]
+    );
     assert_eq!(r[0].message, "trajectory: required field is missing");
 
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("no-trajectory.parquet");
-    let schema = Arc::new(Schema::new(vec![Field::new("instance_id", DataType::Utf8, false), Field::new("model_patch", DataType::Utf8, false)]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("instance_id", DataType::Utf8, false),
+        Field::new("model_patch", DataType::Utf8, false),
+    ]));
     let batch = RecordBatch::try_new(
         schema.clone(),
-        vec![Arc::new(StringArray::from(vec!["a__b-1", "a__b-2", "a__b-3"])), Arc::new(StringArray::from(vec!["", "", ""]))],
+        vec![
+            Arc::new(StringArray::from(vec!["a__b-1", "a__b-2", "a__b-3"])),
+            Arc::new(StringArray::from(vec!["", "", ""])),
+        ],
     )
     .expect("batch");
-    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).expect("create"), schema, None).expect("writer");
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).expect("create"), schema, None)
+        .expect("writer");
     w.write(&batch).expect("write");
     w.close().expect("close");
     let (written, r) = ingest_one(&path.display().to_string(), Some(Format::NvidiaOpenhands));
     assert_eq!(written, 0);
-    assert_eq!(kinds(&r), vec![("missing_field", Some(0)), ("missing_field", Some(1)), ("missing_field", Some(2))]);
+    assert_eq!(
+        kinds(&r),
+        vec![
+            ("missing_field", Some(0)),
+            ("missing_field", Some(1)),
+            ("missing_field", Some(2))
+        ]
+    );
     // Without --format, such rows match no known format, and say so.
     let (_, r) = ingest_one(&path.display().to_string(), None);
     assert_eq!(r[0].error_kind, "unrecognised_format");
@@ -113,7 +176,11 @@ fn missing_required_column_in_json_and_parquet() {
 fn corrupt_and_truncated_parquet() {
     let (written, r) = ingest_one(&corpus("corrupt.parquet"), None);
     assert_eq!((written, kinds(&r)), (0, vec![("corrupt_file", None)]));
-    assert!(r[0].message.starts_with("not a readable Parquet file"), "{}", r[0].message);
+    assert!(
+        r[0].message.starts_with("not a readable Parquet file"),
+        "{}",
+        r[0].message
+    );
 
     // A real Parquet file cut in half.
     let dir = tempfile::tempdir().expect("tmp");
@@ -127,7 +194,9 @@ fn corrupt_and_truncated_parquet() {
 #[test]
 fn thirteen_megabyte_patch_is_kept_whole() {
     let dir = tempfile::tempdir().expect("tmp");
-    let mut patch = String::from("diff --git a/big.txt b/big.txt\n--- a/big.txt\n+++ b/big.txt\n@@ -0,0 +1,200000 @@\n");
+    let mut patch = String::from(
+        "diff --git a/big.txt b/big.txt\n--- a/big.txt\n+++ b/big.txt\n@@ -0,0 +1,200000 @@\n",
+    );
     for i in 0..200_000 {
         patch.push_str(&format!("+line {i:06} {}\n", "x".repeat(52)));
     }
@@ -143,8 +212,14 @@ fn thirteen_megabyte_patch_is_kept_whole() {
     let manifest = crate::common::ingest_into(&[path.display().to_string()], out.path(), None);
     assert_accounted(out.path(), &manifest);
     let got = trajectories(out.path());
-    assert_eq!(got[0].model_patch.as_deref().map(str::len), Some(patch.len()));
-    assert_eq!((got[0].patch_added_lines, got[0].patch_files.clone()), (200_000, vec!["big.txt".to_string()]));
+    assert_eq!(
+        got[0].model_patch.as_deref().map(str::len),
+        Some(patch.len())
+    );
+    assert_eq!(
+        (got[0].patch_added_lines, got[0].patch_files.clone()),
+        (200_000, vec!["big.txt".to_string()])
+    );
 }
 
 #[test]
@@ -152,16 +227,42 @@ fn cli_exit_codes_and_one_line_errors() {
     let out = tempfile::tempdir().expect("tmp");
     let out_dir = out.path().display().to_string();
     // Rejected rows are not a failed run.
-    let ok = trajforge(&["ingest", &corpus("wrong-types.jsonl"), "--out", &out_dir, "--json"]);
+    let ok = trajforge(&[
+        "ingest",
+        &corpus("wrong-types.jsonl"),
+        "--out",
+        &out_dir,
+        "--json",
+    ]);
     assert!(ok.status.success());
     let summary: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("one JSON line");
-    assert_eq!((summary["read"].as_u64(), summary["written"].as_u64(), summary["rejected"].as_u64()), (Some(6), Some(1), Some(5)));
+    assert_eq!(
+        (
+            summary["read"].as_u64(),
+            summary["written"].as_u64(),
+            summary["rejected"].as_u64()
+        ),
+        (Some(6), Some(1), Some(5))
+    );
     // Inputs that do not exist are: non-zero, one line naming the path, no panic.
     let missing = trajforge(&["ingest", "/no/such/input.jsonl", "--out", &out_dir]);
     assert_eq!(missing.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("/no/such/input.jsonl does not exist"), "{stderr}");
-    let bad_format = trajforge(&["ingest", &corpus("empty.jsonl"), "--out", &out_dir, "--format", "nvidia"]);
-    assert!(String::from_utf8_lossy(&bad_format.stderr).contains("unknown --format \"nvidia\"; expected one of nvidia_openhands"));
+    assert!(
+        stderr.contains("/no/such/input.jsonl does not exist"),
+        "{stderr}"
+    );
+    let bad_format = trajforge(&[
+        "ingest",
+        &corpus("empty.jsonl"),
+        "--out",
+        &out_dir,
+        "--format",
+        "nvidia",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad_format.stderr)
+            .contains("unknown --format \"nvidia\"; expected one of nvidia_openhands")
+    );
 }

@@ -6,7 +6,8 @@ use trajforge_schema::{Message, Trajectory};
 use crate::common::{assert_accounted, ingest_into, sample, trajectories};
 
 fn source_json(rel: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(sample(rel)).expect("sample")).expect("sample json")
+    serde_json::from_str(&std::fs::read_to_string(sample(rel)).expect("sample"))
+        .expect("sample json")
 }
 
 fn text(v: &Value) -> Option<String> {
@@ -20,9 +21,17 @@ fn assert_same_message(src: &Value, got: &Message, at: &str) {
     let calls = src["tool_calls"].as_array().cloned().unwrap_or_default();
     assert_eq!(calls.len(), got.tool_calls.len(), "{at} tool-call count");
     for (c, g) in calls.iter().zip(&got.tool_calls) {
-        assert_eq!(c["function"]["name"].as_str(), Some(g.name.as_str()), "{at} tool name");
+        assert_eq!(
+            c["function"]["name"].as_str(),
+            Some(g.name.as_str()),
+            "{at} tool name"
+        );
         // Arguments are the source's exact text, byte for byte.
-        assert_eq!(c["function"]["arguments"].as_str(), Some(g.arguments.as_str()), "{at} arguments");
+        assert_eq!(
+            c["function"]["arguments"].as_str(),
+            Some(g.arguments.as_str()),
+            "{at} arguments"
+        );
         assert_eq!(text(&c["id"]), g.id, "{at} call id");
     }
 }
@@ -30,7 +39,11 @@ fn assert_same_message(src: &Value, got: &Message, at: &str) {
 #[test]
 fn nvidia_rows_round_trip_exactly() {
     let out = tempfile::tempdir().expect("tmp");
-    let manifest = ingest_into(&[sample("real/nvidia-swe-zero-openhands.sample.json")], out.path(), None);
+    let manifest = ingest_into(
+        &[sample("real/nvidia-swe-zero-openhands.sample.json")],
+        out.path(),
+        None,
+    );
     assert_accounted(out.path(), &manifest);
     let src = source_json("real/nvidia-swe-zero-openhands.sample.json");
     let src = src.as_array().expect("array of rows");
@@ -47,11 +60,21 @@ fn nvidia_rows_round_trip_exactly() {
             assert_same_message(m, g, &format!("{} message {i}", t.trajectory_id));
         }
         assert_tool_results_answer_the_preceding_calls(t);
-        let source_calls: usize = msgs.iter().map(|m| m["tool_calls"].as_array().map_or(0, Vec::len)).sum();
+        let source_calls: usize = msgs
+            .iter()
+            .map(|m| m["tool_calls"].as_array().map_or(0, Vec::len))
+            .sum();
         assert_eq!(t.num_tool_calls as usize, source_calls);
-        assert_eq!(t.num_assistant_turns as usize, msgs.iter().filter(|m| m["role"] == "assistant").count());
-        let metadata: Value = serde_json::from_str(t.metadata.as_deref().expect("metadata")).expect("metadata json");
-        assert_eq!(metadata["dataset"], s["dataset"], "unused source fields are kept in metadata");
+        assert_eq!(
+            t.num_assistant_turns as usize,
+            msgs.iter().filter(|m| m["role"] == "assistant").count()
+        );
+        let metadata: Value =
+            serde_json::from_str(t.metadata.as_deref().expect("metadata")).expect("metadata json");
+        assert_eq!(
+            metadata["dataset"], s["dataset"],
+            "unused source fields are kept in metadata"
+        );
     }
 }
 
@@ -63,7 +86,11 @@ fn assert_tool_results_answer_the_preceding_calls(t: &Trajectory) {
             open = m.tool_calls.iter().rev().map(|c| c.id.clone()).collect();
         } else if m.role == "tool" {
             let expected = open.pop().expect("a tool result follows an open call");
-            assert_eq!(m.tool_call_id, expected, "{}: tool result paired with the wrong call", t.trajectory_id);
+            assert_eq!(
+                m.tool_call_id, expected,
+                "{}: tool result paired with the wrong call",
+                t.trajectory_id
+            );
         }
     }
 }
@@ -71,7 +98,10 @@ fn assert_tool_results_answer_the_preceding_calls(t: &Trajectory) {
 #[test]
 fn swe_agent_traj_files_round_trip() {
     let out = tempfile::tempdir().expect("tmp");
-    let files = ["real/swe-agent-marshmallow-1867.function_calling.traj", "real/swe-agent-marshmallow-1867.xml.traj"];
+    let files = [
+        "real/swe-agent-marshmallow-1867.function_calling.traj",
+        "real/swe-agent-marshmallow-1867.xml.traj",
+    ];
     let manifest = ingest_into(&files.map(sample), out.path(), None);
     assert_accounted(out.path(), &manifest);
     let got = trajectories(out.path());
@@ -79,8 +109,14 @@ fn swe_agent_traj_files_round_trip() {
     for (file, t) in files.iter().zip(&got) {
         let src = source_json(file);
         assert_eq!(t.source_format, "swe_agent");
-        assert_eq!(t.instance_id.as_deref(), Some("marshmallow-code__marshmallow-1867"));
-        assert_eq!(t.instance_key.as_deref(), Some("marshmallow-code/marshmallow#1867"));
+        assert_eq!(
+            t.instance_id.as_deref(),
+            Some("marshmallow-code__marshmallow-1867")
+        );
+        assert_eq!(
+            t.instance_key.as_deref(),
+            Some("marshmallow-code/marshmallow#1867")
+        );
         assert_eq!(text(&src["info"]["submission"]), t.model_patch);
         assert_eq!(text(&src["info"]["exit_status"]), t.exit_status);
         let history = src["history"].as_array().expect("history");
@@ -88,18 +124,35 @@ fn swe_agent_traj_files_round_trip() {
         for (i, (h, g)) in history.iter().zip(&t.messages).enumerate() {
             assert_same_message(h, g, &format!("{file} message {i}"));
             if let Some(ids) = h["tool_call_ids"].as_array() {
-                assert_eq!(ids[0].as_str(), g.tool_call_id.as_deref(), "{file} message {i} answers its call");
+                assert_eq!(
+                    ids[0].as_str(),
+                    g.tool_call_id.as_deref(),
+                    "{file} message {i} answers its call"
+                );
             }
         }
-        let metadata: Value = serde_json::from_str(t.metadata.as_deref().expect("metadata")).expect("metadata json");
-        assert_eq!(metadata["trajectory"], src["trajectory"], "steps kept in metadata");
+        let metadata: Value =
+            serde_json::from_str(t.metadata.as_deref().expect("metadata")).expect("metadata json");
+        assert_eq!(
+            metadata["trajectory"], src["trajectory"],
+            "steps kept in metadata"
+        );
         assert_eq!(metadata["replay_config"], src["replay_config"]);
         assert_eq!(metadata["info"]["model_stats"], src["info"]["model_stats"]);
         // `thought`, `action`, `agent`, `message_type` have no column: they stay with their message.
-        assert_eq!(metadata["message_extras"]["2"]["action"], history[2]["action"]);
+        assert_eq!(
+            metadata["message_extras"]["2"]["action"],
+            history[2]["action"]
+        );
     }
-    assert!(got[0].num_tool_calls > 0, "function-calling variant has calls");
-    assert_eq!(got[1].num_tool_calls, 0, "XML text-action variant keeps actions as text");
+    assert!(
+        got[0].num_tool_calls > 0,
+        "function-calling variant has calls"
+    );
+    assert_eq!(
+        got[1].num_tool_calls, 0,
+        "XML text-action variant keeps actions as text"
+    );
 }
 
 #[test]
@@ -107,27 +160,58 @@ fn constructed_rows_of_every_other_format() {
     let out = tempfile::tempdir().expect("tmp");
     let manifest = ingest_into(&[sample("constructed")], out.path(), None);
     assert_accounted(out.path(), &manifest);
-    assert_eq!(manifest.counts.rejected, 0, "{:?}", manifest.rejected_by_kind);
+    assert_eq!(
+        manifest.counts.rejected, 0,
+        "{:?}",
+        manifest.rejected_by_kind
+    );
     let got = trajectories(out.path());
-    let by_format = |f: &str| got.iter().filter(|t| t.source_format == f).collect::<Vec<_>>();
+    let by_format = |f: &str| {
+        got.iter()
+            .filter(|t| t.source_format == f)
+            .collect::<Vec<_>>()
+    };
 
     let nebius = by_format("nebius_openhands");
-    assert_eq!(nebius.iter().map(|t| t.resolved).collect::<Vec<_>>(), vec![Some(true), Some(false)]);
-    let tools: Value = serde_json::from_str(nebius[0].tools.as_deref().expect("tools")).expect("tools json");
+    assert_eq!(
+        nebius.iter().map(|t| t.resolved).collect::<Vec<_>>(),
+        vec![Some(true), Some(false)]
+    );
+    let tools: Value =
+        serde_json::from_str(nebius[0].tools.as_deref().expect("tools")).expect("tools json");
     assert_eq!(tools[0]["function"]["name"], "execute_bash");
-    assert_eq!(nebius[0].messages[3].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(
+        nebius[0].messages[3].tool_call_id.as_deref(),
+        Some("call_1")
+    );
     assert_eq!(nebius[0].messages[3].name.as_deref(), Some("execute_bash"));
 
     let gym = by_format("swe_gym");
     assert_eq!(gym.len(), 1, "zstd-compressed SWE-Gym row");
-    assert_eq!(gym[0].trajectory_id, "gpt-4o_maxiter_30_N_v2.1-run_1/demo-org__pkg-102");
+    assert_eq!(
+        gym[0].trajectory_id,
+        "gpt-4o_maxiter_30_N_v2.1-run_1/demo-org__pkg-102"
+    );
     assert_eq!(gym[0].resolved, Some(true));
-    assert!(gym[0].metadata.as_deref().expect("metadata").contains("test_result"));
+    assert!(
+        gym[0]
+            .metadata
+            .as_deref()
+            .expect("metadata")
+            .contains("test_result")
+    );
 
     let smith = by_format("swe_smith");
     assert_eq!(smith[0].num_assistant_turns, 3);
-    assert_eq!(smith[0].tool_names, vec!["bash", "submit"], "two unambiguous XML blocks extracted, the ambiguous turn left as text");
-    assert_eq!(smith[0].messages[2].tool_calls[0].arguments, r#"{"command":"grep -rn 'def f' /testbed"}"#);
+    assert_eq!(
+        smith[0].tool_names,
+        vec!["bash", "submit"],
+        "two unambiguous XML blocks extracted, the ambiguous turn left as text"
+    );
+    assert_eq!(
+        smith[0].messages[2].tool_calls[0].arguments,
+        r#"{"command":"grep -rn 'def f' /testbed"}"#
+    );
     assert_eq!(smith[0].instance_key.as_deref(), Some("demo-org/pkg#103"));
 
     let mini = by_format("mini_swe_agent");
@@ -136,7 +220,8 @@ fn constructed_rows_of_every_other_format() {
 
     let chat = by_format("openai_chat");
     assert_eq!(chat.len(), 2, "gzip JSONL, both shapes");
-    let log_meta: Value = serde_json::from_str(chat[1].metadata.as_deref().expect("metadata")).expect("json");
+    let log_meta: Value =
+        serde_json::from_str(chat[1].metadata.as_deref().expect("metadata")).expect("json");
     assert_eq!(log_meta["model"], "qwen2.5-coder-32b");
     assert_eq!(log_meta["metadata"]["run"], "demo");
 }
@@ -145,9 +230,22 @@ fn constructed_rows_of_every_other_format() {
 fn forced_format_overrides_detection() {
     let out = tempfile::tempdir().expect("tmp");
     // The nebius rows read as nvidia rows: tools/resolved are then just metadata.
-    let manifest = ingest_into(&[sample("constructed/nebius-openhands.jsonl")], out.path(), Some(trajforge_io::Format::NvidiaOpenhands));
+    let manifest = ingest_into(
+        &[sample("constructed/nebius-openhands.jsonl")],
+        out.path(),
+        Some(trajforge_io::Format::NvidiaOpenhands),
+    );
     assert_eq!(manifest.counts.written, 2);
     let got = trajectories(out.path());
-    assert!(got.iter().all(|t| t.source_format == "nvidia_openhands" && t.tools.is_none()));
-    assert!(got[0].metadata.as_deref().expect("metadata").contains("\"resolved\":1"));
+    assert!(
+        got.iter()
+            .all(|t| t.source_format == "nvidia_openhands" && t.tools.is_none())
+    );
+    assert!(
+        got[0]
+            .metadata
+            .as_deref()
+            .expect("metadata")
+            .contains("\"resolved\":1")
+    );
 }

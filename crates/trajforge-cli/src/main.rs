@@ -14,7 +14,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "trajforge", version, about = "Turn software-engineering agent trajectories into training data")]
+#[command(
+    name = "trajforge",
+    version,
+    about = "Turn software-engineering agent trajectories into training data"
+)]
 struct Cli {
     /// Worker threads for all parallel work (default: all cores).
     #[arg(long, global = true, value_name = "N")]
@@ -50,12 +54,18 @@ fn main() -> ExitCode {
             eprintln!("error: --threads must be at least 1");
             return ExitCode::from(2);
         }
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
             eprintln!("error: cannot start {n} threads: {e}");
             return ExitCode::FAILURE;
         }
     }
-    let global = Global { quiet: cli.quiet, json: cli.json };
+    let global = Global {
+        quiet: cli.quiet,
+        json: cli.json,
+    };
     let result = match cli.command {
         Command::Ingest(args) => commands::ingest::run(args, global),
         Command::Inspect(args) => commands::inspect::run(args, global),
@@ -74,5 +84,8 @@ fn main() -> ExitCode {
 
 /// `trajforge inspect … | head` closes the pipe early: that is the reader's choice, not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -28,6 +28,7 @@ impl Progress for IngestBar {
         self.0.inc(n);
     }
     fn rows(&self, written: u64, rejected: u64) {
-        self.0.set_message(format!("{written} rows, {rejected} rejected"));
+        self.0
+            .set_message(format!("{written} rows, {rejected} rejected"));
     }
 }

@@ -26,11 +26,17 @@ pub enum IoError {
 impl IoError {
     /// Wraps a `std::io::Error` with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> IoError {
-        IoError::Io { path: path.into(), source }
+        IoError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Wraps a writer error with the path being written.
     pub fn write(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> IoError {
-        IoError::Write { path: path.into(), message: err.to_string() }
+        IoError::Write {
+            path: path.into(),
+            message: err.to_string(),
+        }
     }
 }

@@ -9,15 +9,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
-use trajforge_schema::{batch, Stage, Trajectory, SCHEMA_VERSION};
+use trajforge_schema::{SCHEMA_VERSION, Stage, Trajectory, batch};
 
-use crate::formats::raw::RawObject;
-use crate::formats::{parse_record, Format, RecordCtx};
-use crate::manifest::{Counts, InputFile, Manifest, Timings};
-use crate::reject::{rejects_batch, rejects_schema, DataError, Location, Reject};
-use crate::source::{expand_inputs, read_records, Event, RawRecord};
-use crate::writer::{write_atomic, PartOptions, PartWriter};
 use crate::IoError;
+use crate::formats::raw::RawObject;
+use crate::formats::{Format, RecordCtx, parse_record};
+use crate::manifest::{Counts, InputFile, Manifest, Timings};
+use crate::reject::{DataError, Location, Reject, rejects_batch, rejects_schema};
+use crate::source::{Event, RawRecord, expand_inputs, read_records};
+use crate::writer::{PartOptions, PartWriter, write_atomic};
 
 /// What to ingest and how.
 #[derive(Debug, Clone)]
@@ -79,13 +79,21 @@ struct Run<'a> {
 pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<Manifest, IoError> {
     let started = Instant::now();
     let files = expand_inputs(&opts.inputs)?;
-    let total_bytes = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
+    let total_bytes = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
     progress.start(total_bytes);
     std::fs::create_dir_all(&opts.out).map_err(|e| IoError::io(&opts.out, e))?;
     let mut run = Run {
         opts,
         progress,
-        rows: PartWriter::create(&opts.out, "trajectories", trajforge_schema::arrow_schema(), opts.parts.clone())?,
+        rows: PartWriter::create(
+            &opts.out,
+            "trajectories",
+            trajforge_schema::arrow_schema(),
+            opts.parts.clone(),
+        )?,
         rejects: PartWriter::create(&opts.out, "rejects", rejects_schema(), opts.parts.clone())?,
         counts: Counts::default(),
         written_by_format: BTreeMap::new(),
@@ -95,7 +103,14 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<Manifest,
     for file in &files {
         inputs.push(run.ingest_file(file)?);
     }
-    let Run { rows, rejects, counts, written_by_format, rejected_by_kind, .. } = run;
+    let Run {
+        rows,
+        rejects,
+        counts,
+        written_by_format,
+        rejected_by_kind,
+        ..
+    } = run;
     let mut outputs = rows.finish()?;
     outputs.extend(rejects.finish()?);
     if !counts.balanced() {
@@ -122,7 +137,8 @@ pub fn ingest(opts: &IngestOptions, progress: &dyn Progress) -> Result<Manifest,
         rejected_by_kind,
         outputs,
     };
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| IoError::Internal(e.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| IoError::Internal(e.to_string()))?;
     write_atomic(&opts.out.join("manifest.json"), &json)?;
     Ok(manifest)
 }
@@ -136,25 +152,41 @@ struct Chunk {
 impl Run<'_> {
     fn ingest_file(&mut self, path: &Path) -> Result<InputFile, IoError> {
         let display = path.display().to_string();
-        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or(&display).to_string();
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&display)
+            .to_string();
         let before = self.counts.clone();
         let mut format = self.opts.format;
-        let mut chunk = Chunk { records: Vec::new(), bytes: 0 };
+        let mut chunk = Chunk {
+            records: Vec::new(),
+            bytes: 0,
+        };
         let progress = self.progress;
         let on_bytes = |n: u64| progress.bytes_read(n);
         let fingerprint = read_records(path, &on_bytes, &mut |event| match event {
             Event::Record(record) => {
                 if format.is_none() {
-                    format = RawObject::parse(&record.json, "").ok().as_ref().and_then(Format::detect);
+                    format = RawObject::parse(&record.json, "")
+                        .ok()
+                        .as_ref()
+                        .and_then(Format::detect);
                 }
                 chunk.bytes += record.json.get().len();
                 chunk.records.push(record);
-                if chunk.bytes >= self.opts.chunk_bytes || chunk.records.len() >= self.opts.chunk_records {
+                if chunk.bytes >= self.opts.chunk_bytes
+                    || chunk.records.len() >= self.opts.chunk_records
+                {
                     self.flush(&mut chunk, format, &display, &file_name)?;
                 }
                 Ok(())
             }
-            Event::Broken { location, error, raw } => {
+            Event::Broken {
+                location,
+                error,
+                raw,
+            } => {
                 // Keep rejects in file order: parse what came before the damage first.
                 self.flush(&mut chunk, format, &display, &file_name)?;
                 self.counts.read += 1;
@@ -173,7 +205,13 @@ impl Run<'_> {
         })
     }
 
-    fn flush(&mut self, chunk: &mut Chunk, format: Option<Format>, file: &str, file_name: &str) -> Result<(), IoError> {
+    fn flush(
+        &mut self,
+        chunk: &mut Chunk,
+        format: Option<Format>,
+        file: &str,
+        file_name: &str,
+    ) -> Result<(), IoError> {
         if chunk.records.is_empty() {
             return Ok(());
         }
@@ -184,8 +222,11 @@ impl Run<'_> {
             stage: self.opts.stage,
             source: self.opts.source.as_deref(),
         };
-        let results: Vec<Result<Trajectory, DataError>> =
-            chunk.records.par_iter().map(|r| parse_record(&r.json, format, &ctx(r.location))).collect();
+        let results: Vec<Result<Trajectory, DataError>> = chunk
+            .records
+            .par_iter()
+            .map(|r| parse_record(&r.json, format, &ctx(r.location)))
+            .collect();
         let mut rows = Vec::with_capacity(results.len());
         let mut rejects = Vec::new();
         for (record, result) in chunk.records.iter().zip(results) {
@@ -199,10 +240,14 @@ impl Run<'_> {
         chunk.bytes = 0;
         if !rows.is_empty() {
             for t in &rows {
-                *self.written_by_format.entry(t.source_format.clone()).or_default() += 1;
+                *self
+                    .written_by_format
+                    .entry(t.source_format.clone())
+                    .or_default() += 1;
             }
             self.counts.written += rows.len() as u64;
-            let batch = batch::to_record_batch(&rows).map_err(|e| IoError::Internal(e.to_string()))?;
+            let batch =
+                batch::to_record_batch(&rows).map_err(|e| IoError::Internal(e.to_string()))?;
             self.rows.write(&batch)?;
         }
         self.reject(rejects)
@@ -211,12 +256,16 @@ impl Run<'_> {
     fn reject(&mut self, rejects: Vec<Reject>) -> Result<(), IoError> {
         if !rejects.is_empty() {
             for r in &rejects {
-                *self.rejected_by_kind.entry(r.error_kind.clone()).or_default() += 1;
+                *self
+                    .rejected_by_kind
+                    .entry(r.error_kind.clone())
+                    .or_default() += 1;
             }
             self.counts.rejected += rejects.len() as u64;
             self.rejects.write(&rejects_batch(&rejects)?)?;
         }
-        self.progress.rows(self.counts.written, self.counts.rejected);
+        self.progress
+            .rows(self.counts.written, self.counts.rejected);
         Ok(())
     }
 }

@@ -20,6 +20,6 @@ pub mod writer;
 
 pub use error::IoError;
 pub use formats::Format;
-pub use ingest::{ingest, IngestOptions, Progress};
+pub use ingest::{IngestOptions, Progress, ingest};
 pub use manifest::Manifest;
 pub use reject::{Reject, RejectKind};

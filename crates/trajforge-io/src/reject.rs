@@ -67,7 +67,10 @@ pub struct DataError {
 
 impl DataError {
     pub fn new(kind: RejectKind, message: impl Into<String>) -> DataError {
-        DataError { kind, message: message.into() }
+        DataError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 
@@ -161,7 +164,12 @@ mod tests {
 
     #[test]
     fn rejects_convert_to_arrow() {
-        let r = Reject::new("f.jsonl", Location::Line(3), DataError::new(RejectKind::InvalidJson, "bad"), "{");
+        let r = Reject::new(
+            "f.jsonl",
+            Location::Line(3),
+            DataError::new(RejectKind::InvalidJson, "bad"),
+            "{",
+        );
         let b = rejects_batch(&[r]).expect("batch");
         assert_eq!(b.num_rows(), 1);
         assert_eq!(b.schema(), rejects_schema());

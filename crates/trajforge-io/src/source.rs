@@ -17,8 +17,8 @@ use serde::de::{Deserializer as _, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::reject::{DataError, Location, RejectKind};
 use crate::IoError;
+use crate::reject::{DataError, Location, RejectKind};
 
 /// Rows per Parquet batch: trajectories are large (tens to hundreds of KB), keep batches small.
 const PARQUET_BATCH_ROWS: usize = 64;
@@ -52,7 +52,11 @@ pub struct RawRecord {
 pub enum Event {
     Record(RawRecord),
     /// Input that could not be turned into a record; `raw` is what was seen of it.
-    Broken { location: Location, error: DataError, raw: String },
+    Broken {
+        location: Location,
+        error: DataError,
+        raw: String,
+    },
 }
 
 /// Size and content hash of an input file, for the manifest.
@@ -70,9 +74,14 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, IoError> {
         if input.contains(['*', '?', '[']) {
             let paths = glob::glob(input)
                 .map_err(|e| IoError::Config(format!("invalid glob pattern {input:?}: {e}")))?;
-            let mut matched: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+            let mut matched: Vec<PathBuf> = paths
+                .filter_map(Result::ok)
+                .filter(|p| p.is_file())
+                .collect();
             if matched.is_empty() {
-                return Err(IoError::Config(format!("no files match the input pattern {input:?}")));
+                return Err(IoError::Config(format!(
+                    "no files match the input pattern {input:?}"
+                )));
             }
             files.append(&mut matched);
             continue;
@@ -90,7 +99,10 @@ pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, IoError> {
         } else if path.is_file() {
             files.push(path);
         } else {
-            return Err(IoError::Config(format!("input {} does not exist", path.display())));
+            return Err(IoError::Config(format!(
+                "input {} does not exist",
+                path.display()
+            )));
         }
     }
     files.sort();
@@ -113,14 +125,22 @@ fn walk_dir(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), IoError> {
 
 fn is_data_file(path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    [".parquet", ".json", ".jsonl", ".ndjson", ".traj", ".gz", ".zst"].iter().any(|ext| name.ends_with(ext))
+    [
+        ".parquet", ".json", ".jsonl", ".ndjson", ".traj", ".gz", ".zst",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext))
         && !name.ends_with(".truth.parquet")
 }
 
 /// Decides container and compression from the file name, sniffing the first bytes when the
 /// name says nothing.
 pub fn classify(path: &Path) -> Result<(Container, Compression), IoError> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let (stem, compression) = if let Some(s) = name.strip_suffix(".gz") {
         (s, Compression::Gzip)
     } else if let Some(s) = name.strip_suffix(".zst") {
@@ -148,8 +168,14 @@ pub fn classify(path: &Path) -> Result<(Container, Compression), IoError> {
 
 fn sniff(path: &Path) -> Result<Container, IoError> {
     let mut head = [0u8; 4];
-    let n = File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| IoError::io(path, e))?;
-    Ok(if &head[..n] == b"PAR1" { Container::Parquet } else { Container::Json })
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| IoError::io(path, e))?;
+    Ok(if &head[..n] == b"PAR1" {
+        Container::Parquet
+    } else {
+        Container::Json
+    })
 }
 
 /// Streams every record of `path` to `sink`, and returns the file's fingerprint. `sink` errors
@@ -169,7 +195,12 @@ pub fn read_records(
         }
         Container::Json | Container::Jsonl => {
             let file = File::open(path).map_err(|e| IoError::io(path, e))?;
-            let mut hashing = HashingReader { inner: file, hasher: Xxh3::new(), bytes: 0, on_bytes };
+            let mut hashing = HashingReader {
+                inner: file,
+                hasher: Xxh3::new(),
+                bytes: 0,
+                on_bytes,
+            };
             {
                 let reader = decompress(&mut hashing, compression);
                 let mut reader = BufReader::with_capacity(1 << 20, reader);
@@ -180,7 +211,10 @@ pub fn read_records(
             }
             // Hash whatever the parser did not need to read (after a broken array, say).
             io::copy(&mut hashing, &mut io::sink()).map_err(|e| IoError::io(path, e))?;
-            Ok(FileFingerprint { bytes: hashing.bytes, xxh3_128: format!("{:032x}", hashing.hasher.digest128()) })
+            Ok(FileFingerprint {
+                bytes: hashing.bytes,
+                xxh3_128: format!("{:032x}", hashing.hasher.digest128()),
+            })
         }
     }
 }
@@ -200,7 +234,10 @@ struct FailingReader(Option<io::Error>);
 
 impl Read for FailingReader {
     fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
-        Err(self.0.take().unwrap_or_else(|| io::Error::other("decoder failed")))
+        Err(self
+            .0
+            .take()
+            .unwrap_or_else(|| io::Error::other("decoder failed")))
     }
 }
 
@@ -236,18 +273,32 @@ pub fn fingerprint_file(path: &Path) -> Result<FileFingerprint, IoError> {
         hasher.update(&buf[..n]);
         bytes += n as u64;
     }
-    Ok(FileFingerprint { bytes, xxh3_128: format!("{:032x}", hasher.digest128()) })
+    Ok(FileFingerprint {
+        bytes,
+        xxh3_128: format!("{:032x}", hasher.digest128()),
+    })
 }
 
 fn broken(location: Location, kind: RejectKind, message: String) -> Event {
-    Event::Broken { location, error: DataError::new(kind, message), raw: String::new() }
+    Event::Broken {
+        location,
+        error: DataError::new(kind, message),
+        raw: String::new(),
+    }
 }
 
 fn io_kind(e: &io::Error) -> RejectKind {
-    if e.kind() == io::ErrorKind::InvalidData { RejectKind::InvalidUtf8 } else { RejectKind::CorruptFile }
+    if e.kind() == io::ErrorKind::InvalidData {
+        RejectKind::InvalidUtf8
+    } else {
+        RejectKind::CorruptFile
+    }
 }
 
-fn read_jsonl(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Result<(), IoError>) -> Result<(), IoError> {
+fn read_jsonl(
+    reader: &mut dyn BufRead,
+    sink: &mut dyn FnMut(Event) -> Result<(), IoError>,
+) -> Result<(), IoError> {
     let mut line = Vec::new();
     let mut line_no = 0u64;
     let mut saw_content = false;
@@ -258,7 +309,11 @@ fn read_jsonl(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Result<()
             Ok(_) => {}
             Err(e) => {
                 let msg = format!("cannot read past line {line_no}: {e}");
-                return sink(broken(Location::Line(line_no + 1), RejectKind::CorruptFile, msg));
+                return sink(broken(
+                    Location::Line(line_no + 1),
+                    RejectKind::CorruptFile,
+                    msg,
+                ));
             }
         }
         line_no += 1;
@@ -266,8 +321,15 @@ fn read_jsonl(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Result<()
             Ok(t) => t,
             Err(e) => {
                 let raw = String::from_utf8_lossy(&line).into_owned();
-                let error = DataError::new(RejectKind::InvalidUtf8, format!("line is not valid UTF-8: {e}"));
-                sink(Event::Broken { location: Location::Line(line_no), error, raw })?;
+                let error = DataError::new(
+                    RejectKind::InvalidUtf8,
+                    format!("line is not valid UTF-8: {e}"),
+                );
+                sink(Event::Broken {
+                    location: Location::Line(line_no),
+                    error,
+                    raw,
+                })?;
                 saw_content = true;
                 continue;
             }
@@ -277,26 +339,50 @@ fn read_jsonl(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Result<()
         }
         saw_content = true;
         let event = match serde_json::from_str::<Box<RawValue>>(text.trim_end()) {
-            Ok(json) => Event::Record(RawRecord { location: Location::Line(line_no), json }),
+            Ok(json) => Event::Record(RawRecord {
+                location: Location::Line(line_no),
+                json,
+            }),
             Err(e) => {
-                let kind = if e.is_eof() { RejectKind::Truncated } else { RejectKind::InvalidJson };
+                let kind = if e.is_eof() {
+                    RejectKind::Truncated
+                } else {
+                    RejectKind::InvalidJson
+                };
                 let error = DataError::new(kind, format!("line is not a JSON value: {e}"));
-                Event::Broken { location: Location::Line(line_no), error, raw: text.to_string() }
+                Event::Broken {
+                    location: Location::Line(line_no),
+                    error,
+                    raw: text.to_string(),
+                }
             }
         };
         sink(event)?;
     }
     if !saw_content {
-        sink(broken(Location::File, RejectKind::EmptyFile, "file is empty: no JSON lines".into()))?;
+        sink(broken(
+            Location::File,
+            RejectKind::EmptyFile,
+            "file is empty: no JSON lines".into(),
+        ))?;
     }
     Ok(())
 }
 
-fn read_json(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Result<(), IoError>) -> Result<(), IoError> {
+fn read_json(
+    reader: &mut dyn BufRead,
+    sink: &mut dyn FnMut(Event) -> Result<(), IoError>,
+) -> Result<(), IoError> {
     let first = loop {
         let buf = match reader.fill_buf() {
             Ok(b) => b,
-            Err(e) => return sink(broken(Location::File, io_kind(&e), format!("cannot read file: {e}"))),
+            Err(e) => {
+                return sink(broken(
+                    Location::File,
+                    io_kind(&e),
+                    format!("cannot read file: {e}"),
+                ));
+            }
         };
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {
@@ -312,13 +398,21 @@ fn read_json(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Result<(),
         }
     };
     match first {
-        None => sink(broken(Location::File, RejectKind::EmptyFile, "file is empty".into())),
+        None => sink(broken(
+            Location::File,
+            RejectKind::EmptyFile,
+            "file is empty".into(),
+        )),
         Some(b'[') => read_json_array(reader, sink),
         Some(_) => {
             let mut de = serde_json::Deserializer::from_reader(reader);
-            let parsed = Box::<RawValue>::deserialize_in(&mut de).and_then(|json| de.end().map(|_| json));
+            let parsed =
+                Box::<RawValue>::deserialize_in(&mut de).and_then(|json| de.end().map(|_| json));
             match parsed {
-                Ok(json) => sink(Event::Record(RawRecord { location: Location::Row(0), json })),
+                Ok(json) => sink(Event::Record(RawRecord {
+                    location: Location::Row(0),
+                    json,
+                })),
                 Err(e) => sink(json_error_event(Location::Row(0), 0, &e)),
             }
         }
@@ -326,11 +420,15 @@ fn read_json(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Result<(),
 }
 
 trait DeserializeIn: Sized {
-    fn deserialize_in<R: serde_json::de::Read<'static>>(de: &mut serde_json::Deserializer<R>) -> serde_json::Result<Self>;
+    fn deserialize_in<R: serde_json::de::Read<'static>>(
+        de: &mut serde_json::Deserializer<R>,
+    ) -> serde_json::Result<Self>;
 }
 
 impl DeserializeIn for Box<RawValue> {
-    fn deserialize_in<R: serde_json::de::Read<'static>>(de: &mut serde_json::Deserializer<R>) -> serde_json::Result<Self> {
+    fn deserialize_in<R: serde_json::de::Read<'static>>(
+        de: &mut serde_json::Deserializer<R>,
+    ) -> serde_json::Result<Self> {
         serde::Deserialize::deserialize(de)
     }
 }
@@ -343,13 +441,22 @@ fn json_error_event(location: Location, records_before: u64, e: &serde_json::Err
     } else {
         RejectKind::InvalidJson
     };
-    let what = if e.is_eof() { "file ends in the middle of a record" } else { "malformed JSON" };
-    let message = format!("{what} after {records_before} complete record(s); the rest of the file is unreadable: {e}");
+    let what = if e.is_eof() {
+        "file ends in the middle of a record"
+    } else {
+        "malformed JSON"
+    };
+    let message = format!(
+        "{what} after {records_before} complete record(s); the rest of the file is unreadable: {e}"
+    );
     broken(location, kind, message)
 }
 
 /// Walks a top-level JSON array element by element.
-fn read_json_array(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Result<(), IoError>) -> Result<(), IoError> {
+fn read_json_array(
+    reader: &mut dyn BufRead,
+    sink: &mut dyn FnMut(Event) -> Result<(), IoError>,
+) -> Result<(), IoError> {
     struct Elements<'a> {
         sink: &'a mut dyn FnMut(Event) -> Result<(), IoError>,
         count: u64,
@@ -362,7 +469,10 @@ fn read_json_array(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Resu
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
             while let Some(json) = seq.next_element::<Box<RawValue>>()? {
-                let record = RawRecord { location: Location::Row(self.count), json };
+                let record = RawRecord {
+                    location: Location::Row(self.count),
+                    json,
+                };
                 self.count += 1;
                 if let Err(e) = (self.sink)(Event::Record(record)) {
                     self.sink_error = Some(e);
@@ -372,7 +482,11 @@ fn read_json_array(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Resu
             Ok(())
         }
     }
-    let mut elements = Elements { sink, count: 0, sink_error: None };
+    let mut elements = Elements {
+        sink,
+        count: 0,
+        sink_error: None,
+    };
     // The '[' was only peeked at by the caller (consume stopped before it), so parse from it.
     let mut de = serde_json::Deserializer::from_reader(reader);
     let result = de.deserialize_seq(&mut elements).and_then(|_| de.end());
@@ -388,17 +502,28 @@ fn read_json_array(reader: &mut dyn BufRead, sink: &mut dyn FnMut(Event) -> Resu
     }
 }
 
-fn read_parquet(path: &Path, sink: &mut dyn FnMut(Event) -> Result<(), IoError>) -> Result<(), IoError> {
+fn read_parquet(
+    path: &Path,
+    sink: &mut dyn FnMut(Event) -> Result<(), IoError>,
+) -> Result<(), IoError> {
     let file = File::open(path).map_err(|e| IoError::io(path, e))?;
     if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
-        return sink(broken(Location::File, RejectKind::EmptyFile, "file is empty".into()));
+        return sink(broken(
+            Location::File,
+            RejectKind::EmptyFile,
+            "file is empty".into(),
+        ));
     }
     let reader = match ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.with_batch_size(PARQUET_BATCH_ROWS).build())
     {
         Ok(r) => r,
         Err(e) => {
-            return sink(broken(Location::File, RejectKind::CorruptFile, format!("not a readable Parquet file: {e}")));
+            return sink(broken(
+                Location::File,
+                RejectKind::CorruptFile,
+                format!("not a readable Parquet file: {e}"),
+            ));
         }
     };
     let mut row = 0u64;
@@ -413,16 +538,28 @@ fn read_parquet(path: &Path, sink: &mut dyn FnMut(Event) -> Result<(), IoError>)
         let mut buf = Vec::new();
         let mut writer = LineDelimitedWriter::new(&mut buf);
         if let Err(e) = writer.write(&batch).and_then(|_| writer.finish()) {
-            let msg = format!("rows {row}..{} cannot be converted to JSON: {e}", row + batch.num_rows() as u64);
+            let msg = format!(
+                "rows {row}..{} cannot be converted to JSON: {e}",
+                row + batch.num_rows() as u64
+            );
             return sink(broken(Location::Row(row), RejectKind::CorruptFile, msg));
         }
         drop(writer);
         for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let event = match std::str::from_utf8(line).map_err(|e| e.to_string()).and_then(|text| {
-                serde_json::from_str::<Box<RawValue>>(text).map_err(|e| e.to_string())
-            }) {
-                Ok(json) => Event::Record(RawRecord { location: Location::Row(row), json }),
-                Err(e) => broken(Location::Row(row), RejectKind::CorruptFile, format!("row cannot be read: {e}")),
+            let event = match std::str::from_utf8(line)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    serde_json::from_str::<Box<RawValue>>(text).map_err(|e| e.to_string())
+                }) {
+                Ok(json) => Event::Record(RawRecord {
+                    location: Location::Row(row),
+                    json,
+                }),
+                Err(e) => broken(
+                    Location::Row(row),
+                    RejectKind::CorruptFile,
+                    format!("row cannot be read: {e}"),
+                ),
             };
             row += 1;
             sink(event)?;
@@ -454,7 +591,9 @@ mod tests {
             .iter()
             .map(|e| match e {
                 Event::Record(r) => format!("ok {:?} {}", r.location, r.json.get()),
-                Event::Broken { location, error, .. } => format!("bad {:?} {}", location, error.kind.as_str()),
+                Event::Broken {
+                    location, error, ..
+                } => format!("bad {:?} {}", location, error.kind.as_str()),
             })
             .collect()
     }
@@ -462,13 +601,26 @@ mod tests {
     #[test]
     fn json_array_streams_elements_and_reports_truncation() {
         let ev = events_of(br#" [ {"a": 1}, {"b": [1,2]}, {"c": "#, Container::Json);
-        assert_eq!(summary(&ev), vec!["ok Row(0) {\"a\": 1}", "ok Row(1) {\"b\": [1,2]}", "bad Row(2) truncated"]);
+        assert_eq!(
+            summary(&ev),
+            vec![
+                "ok Row(0) {\"a\": 1}",
+                "ok Row(1) {\"b\": [1,2]}",
+                "bad Row(2) truncated"
+            ]
+        );
     }
 
     #[test]
     fn single_object_is_one_record_and_trailing_garbage_is_caught() {
-        assert_eq!(summary(&events_of(br#"{"x": 1}"#, Container::Json)), vec!["ok Row(0) {\"x\": 1}"]);
-        assert_eq!(summary(&events_of(br#"{"x": 1} }"#, Container::Json)), vec!["bad Row(0) invalid_json"]);
+        assert_eq!(
+            summary(&events_of(br#"{"x": 1}"#, Container::Json)),
+            vec!["ok Row(0) {\"x\": 1}"]
+        );
+        assert_eq!(
+            summary(&events_of(br#"{"x": 1} }"#, Container::Json)),
+            vec!["bad Row(0) invalid_json"]
+        );
     }
 
     #[test]
@@ -477,14 +629,25 @@ mod tests {
         let got = summary(&events_of(input, Container::Jsonl));
         assert_eq!(
             got,
-            vec!["ok Line(1) {\"a\":1}", "bad Line(3) invalid_json", "bad Line(4) invalid_utf8", "ok Line(5) {\"c\":2}"]
+            vec![
+                "ok Line(1) {\"a\":1}",
+                "bad Line(3) invalid_json",
+                "bad Line(4) invalid_utf8",
+                "ok Line(5) {\"c\":2}"
+            ]
         );
     }
 
     #[test]
     fn empty_inputs_are_reported() {
-        assert_eq!(summary(&events_of(b"  \n", Container::Json)), vec!["bad File empty_file"]);
-        assert_eq!(summary(&events_of(b"", Container::Jsonl)), vec!["bad File empty_file"]);
+        assert_eq!(
+            summary(&events_of(b"  \n", Container::Json)),
+            vec!["bad File empty_file"]
+        );
+        assert_eq!(
+            summary(&events_of(b"", Container::Jsonl)),
+            vec!["bad File empty_file"]
+        );
         assert!(events_of(b"[]", Container::Json).is_empty());
     }
 }

@@ -31,7 +31,12 @@ pub struct PartOptions {
 impl Default for PartOptions {
     fn default() -> Self {
         // ~128 MB row groups keep scans streaming while pruning by statistics still pays off.
-        PartOptions { rows_per_part: 100_000, row_group_bytes: 128 << 20, row_group_rows: 16_384, zstd_level: 3 }
+        PartOptions {
+            rows_per_part: 100_000,
+            row_group_bytes: 128 << 20,
+            row_group_rows: 16_384,
+            zstd_level: 3,
+        }
     }
 }
 
@@ -63,7 +68,12 @@ pub struct PartWriter {
 
 impl PartWriter {
     /// Creates `root/label/`, removing part files a previous run left there.
-    pub fn create(root: &Path, label: &str, schema: SchemaRef, options: PartOptions) -> Result<PartWriter, IoError> {
+    pub fn create(
+        root: &Path,
+        label: &str,
+        schema: SchemaRef,
+        options: PartOptions,
+    ) -> Result<PartWriter, IoError> {
         let dir = root.join(label);
         std::fs::create_dir_all(&dir).map_err(|e| IoError::io(&dir, e))?;
         for entry in std::fs::read_dir(&dir).map_err(|e| IoError::io(&dir, e))? {
@@ -73,12 +83,23 @@ impl PartWriter {
                 std::fs::remove_file(&path).map_err(|e| IoError::io(&path, e))?;
             }
         }
-        Ok(PartWriter { dir, label: label.to_string(), schema, options, open: None, parts: Vec::new() })
+        Ok(PartWriter {
+            dir,
+            label: label.to_string(),
+            schema,
+            options,
+            open: None,
+            parts: Vec::new(),
+        })
     }
 
     fn properties(&self) -> Result<WriterProperties, IoError> {
-        let level = ZstdLevel::try_new(self.options.zstd_level)
-            .map_err(|e| IoError::Config(format!("invalid zstd level {}: {e}", self.options.zstd_level)))?;
+        let level = ZstdLevel::try_new(self.options.zstd_level).map_err(|e| {
+            IoError::Config(format!(
+                "invalid zstd level {}: {e}",
+                self.options.zstd_level
+            ))
+        })?;
         Ok(WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.options.row_group_rows))
@@ -94,12 +115,21 @@ impl PartWriter {
                 .permissions(readable_by_all())
                 .tempfile_in(&self.dir)
                 .map_err(|e| IoError::io(&self.dir, e))?;
-            let file = temp.as_file().try_clone().map_err(|e| IoError::io(temp.path(), e))?;
+            let file = temp
+                .as_file()
+                .try_clone()
+                .map_err(|e| IoError::io(temp.path(), e))?;
             let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties()?))
                 .map_err(|e| IoError::write(temp.path(), e))?;
-            self.open = Some(OpenPart { writer, temp, rows: 0 });
+            self.open = Some(OpenPart {
+                writer,
+                temp,
+                rows: 0,
+            });
         }
-        self.open.as_mut().ok_or_else(|| IoError::Internal("part writer not open".into()))
+        self.open
+            .as_mut()
+            .ok_or_else(|| IoError::Internal("part writer not open".into()))
     }
 
     /// Appends a batch, closing row groups and parts as they fill.
@@ -111,9 +141,13 @@ impl PartWriter {
             let part = self.open_part()?;
             let take = (limit - part.rows).min(batch.num_rows() - offset);
             let slice = batch.slice(offset, take);
-            part.writer.write(&slice).map_err(|e| IoError::write(part.temp.path(), e))?;
+            part.writer
+                .write(&slice)
+                .map_err(|e| IoError::write(part.temp.path(), e))?;
             if part.writer.in_progress_size() >= row_group_bytes {
-                part.writer.flush().map_err(|e| IoError::write(part.temp.path(), e))?;
+                part.writer
+                    .flush()
+                    .map_err(|e| IoError::write(part.temp.path(), e))?;
             }
             part.rows += take;
             offset += take;
@@ -125,13 +159,25 @@ impl PartWriter {
     }
 
     fn close_part(&mut self) -> Result<(), IoError> {
-        let Some(part) = self.open.take() else { return Ok(()) };
+        let Some(part) = self.open.take() else {
+            return Ok(());
+        };
         let name = format!("part-{:05}.parquet", self.parts.len());
         let path = self.dir.join(&name);
-        part.writer.close().map_err(|e| IoError::write(part.temp.path(), e))?;
-        part.temp.persist(&path).map_err(|e| IoError::io(&path, e.error))?;
-        let bytes = std::fs::metadata(&path).map_err(|e| IoError::io(&path, e))?.len();
-        self.parts.push(PartInfo { path: format!("{}/{name}", self.label), rows: part.rows as u64, bytes });
+        part.writer
+            .close()
+            .map_err(|e| IoError::write(part.temp.path(), e))?;
+        part.temp
+            .persist(&path)
+            .map_err(|e| IoError::io(&path, e.error))?;
+        let bytes = std::fs::metadata(&path)
+            .map_err(|e| IoError::io(&path, e))?
+            .len();
+        self.parts.push(PartInfo {
+            path: format!("{}/{name}", self.label),
+            rows: part.rows as u64,
+            bytes,
+        });
         Ok(())
     }
 
@@ -149,9 +195,17 @@ impl PartWriter {
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     use std::io::Write;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new().prefix(".tmp-").permissions(readable_by_all()).tempfile_in(dir).map_err(|e| IoError::io(dir, e))?;
-    temp.write_all(bytes).map_err(|e| IoError::io(temp.path(), e))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .permissions(readable_by_all())
+        .tempfile_in(dir)
+        .map_err(|e| IoError::io(dir, e))?;
+    temp.write_all(bytes)
+        .map_err(|e| IoError::io(temp.path(), e))?;
     temp.persist(path).map_err(|e| IoError::io(path, e.error))?;
     Ok(())
 }

@@ -108,7 +108,7 @@ pub mod batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{fill_derived, Message, Stage, ToolCall};
+    use crate::{Message, Stage, ToolCall, fill_derived};
 
     fn sample() -> Trajectory {
         let mut t = Trajectory {
@@ -132,7 +132,9 @@ mod tests {
                 },
             ],
             tools: None,
-            model_patch: Some("diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n".into()),
+            model_patch: Some(
+                "diff --git a/x.py b/x.py\n--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n".into(),
+            ),
             resolved: None,
             exit_status: None,
             metadata: None,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::patch::patch_stats;
-use crate::{instance_key, Message, Trajectory};
+use crate::{Message, Trajectory, instance_key};
 
 /// Fills every derived column of `t` from its messages, patch and instance id.
 pub fn fill_derived(t: &mut Trajectory) {
@@ -32,7 +32,10 @@ fn message_bytes(m: &Message) -> u64 {
     let len = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() as u64);
     len(&m.content)
         + len(&m.reasoning_content)
-        + m.tool_calls.iter().map(|c| c.arguments.len() as u64).sum::<u64>()
+        + m.tool_calls
+            .iter()
+            .map(|c| c.arguments.len() as u64)
+            .sum::<u64>()
 }
 
 /// xxh3-128 of the canonicalised conversation, as 32 lowercase hex digits.
@@ -80,7 +83,11 @@ mod tests {
 
     fn call(id: &str, args: &str) -> Message {
         Message {
-            tool_calls: vec![ToolCall { id: Some(id.into()), name: "f".into(), arguments: args.into() }],
+            tool_calls: vec![ToolCall {
+                id: Some(id.into()),
+                name: "f".into(),
+                arguments: args.into(),
+            }],
             ..Message::text("assistant", "x")
         }
     }
@@ -98,19 +105,32 @@ mod tests {
         let ab = content_hash(&[Message::text("user", "ab"), Message::text("user", "")]);
         let a_b = content_hash(&[Message::text("user", "a"), Message::text("user", "b")]);
         assert_ne!(ab, a_b);
-        let none = Message { content: None, ..Message::text("user", "") };
-        assert_ne!(content_hash(&[none]), content_hash(&[Message::text("user", "")]));
+        let none = Message {
+            content: None,
+            ..Message::text("user", "")
+        };
+        assert_ne!(
+            content_hash(&[none]),
+            content_hash(&[Message::text("user", "")])
+        );
     }
 
     #[test]
     fn derived_counts() {
         let mut t = Trajectory {
-            messages: vec![Message::text("user", "hi"), call("1", "{}"), call("2", r#"{"k":1}"#)],
+            messages: vec![
+                Message::text("user", "hi"),
+                call("1", "{}"),
+                call("2", r#"{"k":1}"#),
+            ],
             instance_id: Some("a__b-1".into()),
             ..Trajectory::empty()
         };
         fill_derived(&mut t);
-        assert_eq!((t.num_messages, t.num_assistant_turns, t.num_tool_calls), (3, 2, 2));
+        assert_eq!(
+            (t.num_messages, t.num_assistant_turns, t.num_tool_calls),
+            (3, 2, 2)
+        );
         assert_eq!(t.tool_names, vec!["f"]);
         assert_eq!(t.content_bytes, 2 + 1 + 2 + 1 + 7);
         assert_eq!(t.instance_key.as_deref(), Some("a/b#1"));

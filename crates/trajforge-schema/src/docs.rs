@@ -1,9 +1,9 @@
 //! Generated documentation of the canonical schema (the files under `schemas/`).
 
 use arrow::datatypes::{DataType, Field};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::{arrow_schema, Trajectory, SCHEMA_VERSION};
+use crate::{SCHEMA_VERSION, Trajectory, arrow_schema};
 
 /// JSON Schema (draft 2020-12) of one canonical row as JSON, from the Rust types.
 pub fn trajectory_json_schema() -> String {
@@ -23,7 +23,8 @@ pub fn trajectory_arrow_layout() -> String {
 }
 
 fn field_doc(f: &Field) -> Value {
-    let mut doc = json!({ "name": f.name(), "type": type_name(f.data_type()), "nullable": f.is_nullable() });
+    let mut doc =
+        json!({ "name": f.name(), "type": type_name(f.data_type()), "nullable": f.is_nullable() });
     match f.data_type() {
         DataType::Struct(children) => {
             doc["fields"] = children.iter().map(|c| field_doc(c)).collect();

@@ -44,7 +44,9 @@ fn split_commit(rest: &str) -> Option<(&str, &str, &str)> {
 
 fn pr_number(suffix: &str) -> Option<&str> {
     let after = suffix.split("pr_").nth(1)?;
-    let end = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+    let end = after
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(after.len());
     (end > 0).then(|| &after[..end])
 }
 
@@ -54,12 +56,18 @@ mod tests {
 
     #[test]
     fn swe_bench_style_ids() {
-        assert_eq!(instance_key("astropy__astropy-12907").as_deref(), Some("astropy/astropy#12907"));
+        assert_eq!(
+            instance_key("astropy__astropy-12907").as_deref(),
+            Some("astropy/astropy#12907")
+        );
         assert_eq!(
             instance_key("scikit-learn__scikit-learn-10297").as_deref(),
             Some("scikit-learn/scikit-learn#10297")
         );
-        assert_eq!(instance_key("Owner__My.Repo-7").as_deref(), Some("owner/my.repo#7"));
+        assert_eq!(
+            instance_key("Owner__My.Repo-7").as_deref(),
+            Some("owner/my.repo#7")
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod instance_key;
 pub mod patch;
 pub mod trajectory;
 
-pub use arrow::{arrow_schema, batch, SCHEMA_VERSION};
+pub use arrow::{SCHEMA_VERSION, arrow_schema, batch};
 pub use derive::{content_hash, fill_derived};
 pub use error::SchemaError;
 pub use instance_key::instance_key;

@@ -79,8 +79,14 @@ fn diff_path(rest: &str) -> Option<String> {
 /// `-12,7 +12,9 @@ fn x` → (7, 9); a missing count means 1.
 fn hunk_lengths(rest: &str) -> (u32, u32) {
     let mut parts = rest.split_whitespace();
-    let old = parts.next().and_then(|p| p.strip_prefix('-')).map_or(0, range_len);
-    let new = parts.next().and_then(|p| p.strip_prefix('+')).map_or(0, range_len);
+    let old = parts
+        .next()
+        .and_then(|p| p.strip_prefix('-'))
+        .map_or(0, range_len);
+    let new = parts
+        .next()
+        .and_then(|p| p.strip_prefix('+'))
+        .map_or(0, range_len);
     (old, new)
 }
 
@@ -114,6 +120,9 @@ mod tests {
     #[test]
     fn empty_and_garbage_patches_give_nothing() {
         assert_eq!(patch_stats(""), PatchStats::default());
-        assert_eq!(patch_stats("not a diff\n+ but has plus"), PatchStats::default());
+        assert_eq!(
+            patch_stats("not a diff\n+ but has plus"),
+            PatchStats::default()
+        );
     }
 }

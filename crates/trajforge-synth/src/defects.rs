@@ -1,15 +1,16 @@
 //! Planted defects: each one is what a quality rule of the SWE-ZERO / SWE-HERO recipe must catch.
 
-use rand::seq::IndexedRandom;
 use rand::Rng;
+use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::generate::{clean_row, instance, Builder, SynthMessage, SynthRow};
-use crate::text;
 use crate::Kind;
+use crate::generate::{Builder, SynthMessage, SynthRow, clean_row, instance};
+use crate::text;
 
-const VERIFIED_IDS: &str = include_str!("../../../data-samples/benchmarks/swe-bench-verified.instance_ids.txt");
+const VERIFIED_IDS: &str =
+    include_str!("../../../data-samples/benchmarks/swe-bench-verified.instance_ids.txt");
 
 /// A defect kind, named as in the ground-truth sidecar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,7 +58,10 @@ impl Defect {
 
     /// Defects that make sense for a stage: HERO rollouts may execute code.
     pub fn menu(kind: Kind) -> Vec<Defect> {
-        Defect::ALL.into_iter().filter(|d| kind == Kind::Zero || *d != Defect::ForbiddenExecution).collect()
+        Defect::ALL
+            .into_iter()
+            .filter(|d| kind == Kind::Zero || *d != Defect::ForbiddenExecution)
+            .collect()
     }
 
     pub fn is_duplicate(self) -> bool {
@@ -80,7 +84,14 @@ const FORBIDDEN: &[&str] = &[
 ];
 
 /// The rollout `(k, rollout)` with `defect` planted; `rng` makes the defect's own choices.
-pub fn planted_row(seed: u64, k: u64, rollout: u32, kind: Kind, defect: Defect, rng: &mut ChaCha8Rng) -> SynthRow {
+pub fn planted_row(
+    seed: u64,
+    k: u64,
+    rollout: u32,
+    kind: Kind,
+    defect: Defect,
+    rng: &mut ChaCha8Rng,
+) -> SynthRow {
     if defect == Defect::TooManyTurns {
         let turns = rng.random_range(101..=130);
         return clean_row(seed, k, rollout, kind, Some(turns));
@@ -103,9 +114,20 @@ pub fn planted_row(seed: u64, k: u64, rollout: u32, kind: Kind, defect: Defect, 
             for _ in 0..2 {
                 let tag = text::hex(rng, 6);
                 let lines = text::python_source(&mut b.rng, 8000);
-                let path = format!("{}/{}/generated_{tag}.py", b.inst.workspace, b.inst.repo.split('/').next_back().unwrap_or("pkg"));
-                let out = format!("Here's the result of running `cat -n` on {path}:\n{}", text::numbered(&lines, 1));
-                b.exchange("str_replace_editor", json!({"command": "view", "path": path}), out);
+                let path = format!(
+                    "{}/{}/generated_{tag}.py",
+                    b.inst.workspace,
+                    b.inst.repo.split('/').next_back().unwrap_or("pkg")
+                );
+                let out = format!(
+                    "Here's the result of running `cat -n` on {path}:\n{}",
+                    text::numbered(&lines, 1)
+                );
+                b.exchange(
+                    "str_replace_editor",
+                    json!({"command": "view", "path": path}),
+                    out,
+                );
             }
         }),
     }
@@ -117,8 +139,17 @@ pub fn planted_row(seed: u64, k: u64, rollout: u32, kind: Kind, defect: Defect, 
 
 /// Indices of assistant turns strictly between the first and the last.
 fn middle_turns(row: &SynthRow) -> Vec<usize> {
-    let turns: Vec<usize> = row.messages.iter().enumerate().filter(|(_, m)| m.role == "assistant").map(|(i, _)| i).collect();
-    turns.get(1..turns.len().saturating_sub(1)).map(<[usize]>::to_vec).unwrap_or_default()
+    let turns: Vec<usize> = row
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == "assistant")
+        .map(|(i, _)| i)
+        .collect();
+    turns
+        .get(1..turns.len().saturating_sub(1))
+        .map(<[usize]>::to_vec)
+        .unwrap_or_default()
 }
 
 fn near_duplicate(row: &mut SynthRow, rng: &mut ChaCha8Rng) {
@@ -143,7 +174,8 @@ fn forbidden_execution(row: &mut SynthRow, seed: u64, k: u64, rng: &mut ChaCha8R
         call.arguments = json!({"command": command}).to_string();
     }
     if let Some(result) = row.messages.get_mut(i + 1) {
-        result.content = "bash: command produced output\n[Command finished with exit code 0]".into();
+        result.content =
+            "bash: command produced output\n[Command finished with exit code 0]".into();
     }
 }
 
@@ -172,7 +204,11 @@ fn bad_tool_call_count(row: &mut SynthRow, rng: &mut ChaCha8Rng) {
         extra.name = "think".into();
         extra.arguments = json!({"thought": "Checking one more thing."}).to_string();
         row.messages[i].tool_calls.push(extra);
-        let result = SynthMessage { role: "tool", content: "Your thought has been logged.".into(), tool_calls: Vec::new() };
+        let result = SynthMessage {
+            role: "tool",
+            content: "Your thought has been logged.".into(),
+            tool_calls: Vec::new(),
+        };
         row.messages.insert(i + 2, result);
     }
 }
@@ -188,11 +224,21 @@ fn touches_tests(row: &mut SynthRow, rng: &mut ChaCha8Rng) {
 }
 
 /// Inserts extra exchanges, built by `add`, before a middle assistant turn.
-fn splice(row: &mut SynthRow, seed: u64, k: u64, kind: Kind, rng: &mut ChaCha8Rng, add: impl FnOnce(&mut Builder, &mut ChaCha8Rng)) {
+fn splice(
+    row: &mut SynthRow,
+    seed: u64,
+    k: u64,
+    kind: Kind,
+    rng: &mut ChaCha8Rng,
+    add: impl FnOnce(&mut Builder, &mut ChaCha8Rng),
+) {
     let inst = instance(seed, k);
     let mut b = Builder::new(seed, k, 10_000 + rng.random_range(0..1000), &inst, kind);
     add(&mut b, rng);
-    let at = middle_turns(row).choose(rng).copied().unwrap_or(row.messages.len().saturating_sub(1));
+    let at = middle_turns(row)
+        .choose(rng)
+        .copied()
+        .unwrap_or(row.messages.len().saturating_sub(1));
     let tail = row.messages.split_off(at);
     row.messages.extend(b.messages);
     row.messages.extend(tail);

@@ -7,8 +7,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use crate::text::{self, pick};
 use crate::Kind;
+use crate::text::{self, pick};
 
 /// A message of a synthetic row (format 1's shape before it becomes Arrow).
 #[derive(Debug, Clone, PartialEq)]
@@ -38,12 +38,24 @@ pub struct SynthRow {
 }
 
 const REPOS: &[(&str, &str, &str)] = &[
-    ("acme-data", "tabular", "MIT"), ("pyformat", "linewrap", "BSD-3-Clause"), ("cloudkit", "cloudkit-py", "Apache-2.0"),
-    ("geodesy", "geoshape", "MIT"), ("streamio", "pipes", "Apache-2.0"), ("webforge", "routekit", "BSD-3-Clause"),
-    ("numerix", "sparsekit", "BSD-3-Clause"), ("textops", "tokenly", "MIT"), ("dateutils", "chronos", "Apache-2.0"),
-    ("configly", "configly", "MIT"), ("schemaforge", "validata", "MIT"), ("httpkit", "requestor", "Apache-2.0"),
-    ("imgproc", "pixelate", "BSD-3-Clause"), ("mlkit", "featurize", "MIT"), ("dbtools", "querybuilder", "MIT"),
-    ("clikit", "argparse-plus", "BSD-3-Clause"), ("asyncly", "eventloop", "Apache-2.0"), ("markup", "htmlgen", "MIT"),
+    ("acme-data", "tabular", "MIT"),
+    ("pyformat", "linewrap", "BSD-3-Clause"),
+    ("cloudkit", "cloudkit-py", "Apache-2.0"),
+    ("geodesy", "geoshape", "MIT"),
+    ("streamio", "pipes", "Apache-2.0"),
+    ("webforge", "routekit", "BSD-3-Clause"),
+    ("numerix", "sparsekit", "BSD-3-Clause"),
+    ("textops", "tokenly", "MIT"),
+    ("dateutils", "chronos", "Apache-2.0"),
+    ("configly", "configly", "MIT"),
+    ("schemaforge", "validata", "MIT"),
+    ("httpkit", "requestor", "Apache-2.0"),
+    ("imgproc", "pixelate", "BSD-3-Clause"),
+    ("mlkit", "featurize", "MIT"),
+    ("dbtools", "querybuilder", "MIT"),
+    ("clikit", "argparse-plus", "BSD-3-Clause"),
+    ("asyncly", "eventloop", "Apache-2.0"),
+    ("markup", "htmlgen", "MIT"),
 ];
 
 pub const SYSTEM_PROMPT_HEAD: &str = "You are OpenHands agent, a helpful AI assistant that can interact with a computer to solve tasks.\n\n<ROLE>\nYour primary role is to assist users by executing commands, modifying code, and solving technical problems effectively. You should be thorough, methodical, and prioritize quality over speed.\n* If the user asks a question, like \"why is X happening\", don't try to fix the problem. Just give an answer to the question.\n</ROLE>\n\n";
@@ -51,12 +63,30 @@ pub const SYSTEM_PROMPT_HEAD: &str = "You are OpenHands agent, a helpful AI assi
 fn system_prompt(kind: Kind) -> String {
     let mut s = String::from(SYSTEM_PROMPT_HEAD);
     let sections = [
-        ("EFFICIENCY", "Each action you take is somewhat expensive. Wherever possible, combine multiple actions into a single action, e.g. combine multiple bash commands into one, using sed and grep to edit/view multiple files at once. When exploring the codebase, use efficient tools like find, grep, and git commands with appropriate filters to minimize unnecessary operations."),
-        ("FILE_SYSTEM_GUIDELINES", "When a user provides a file path, do NOT assume it's relative to the current working directory. First explore the file system to locate the file before working on it. If asked to edit a file, edit the file directly, rather than creating a new file with a different filename. For global search-and-replace operations, consider using `sed` instead of opening file editors multiple times."),
-        ("CODE_QUALITY", "Write clean, efficient code with minimal comments. Avoid redundancy in comments: Do not repeat information that can be easily inferred from the code itself. When implementing solutions, focus on making the minimal changes needed to solve the problem. Before implementing any changes, first thoroughly understand the codebase through exploration."),
-        ("VERSION_CONTROL", "When configuring git credentials, use \"openhands\" as the user.name and \"openhands@all-hands.dev\" as the user.email by default. Exercise caution with git operations. Do NOT make potentially dangerous changes (e.g., pushing to main, deleting repositories) unless explicitly asked to do so."),
-        ("PROBLEM_SOLVING_WORKFLOW", "1. EXPLORATION: Thoroughly explore relevant files and understand the context before proposing solutions\n2. ANALYSIS: Consider multiple approaches and select the most promising one\n3. IMPLEMENTATION: Make focused, minimal changes to address the problem\n4. REVIEW: Re-read every change and reason about edge cases"),
-        ("TROUBLESHOOTING", "If you've made repeated attempts to solve a problem but tests still fail or the user reports it's still broken: 1. Step back and reflect on 5-7 different possible sources of the problem 2. Assess the likelihood of each possible cause 3. Methodically address the most likely causes, starting with the highest probability 4. Document your reasoning process."),
+        (
+            "EFFICIENCY",
+            "Each action you take is somewhat expensive. Wherever possible, combine multiple actions into a single action, e.g. combine multiple bash commands into one, using sed and grep to edit/view multiple files at once. When exploring the codebase, use efficient tools like find, grep, and git commands with appropriate filters to minimize unnecessary operations.",
+        ),
+        (
+            "FILE_SYSTEM_GUIDELINES",
+            "When a user provides a file path, do NOT assume it's relative to the current working directory. First explore the file system to locate the file before working on it. If asked to edit a file, edit the file directly, rather than creating a new file with a different filename. For global search-and-replace operations, consider using `sed` instead of opening file editors multiple times.",
+        ),
+        (
+            "CODE_QUALITY",
+            "Write clean, efficient code with minimal comments. Avoid redundancy in comments: Do not repeat information that can be easily inferred from the code itself. When implementing solutions, focus on making the minimal changes needed to solve the problem. Before implementing any changes, first thoroughly understand the codebase through exploration.",
+        ),
+        (
+            "VERSION_CONTROL",
+            "When configuring git credentials, use \"openhands\" as the user.name and \"openhands@all-hands.dev\" as the user.email by default. Exercise caution with git operations. Do NOT make potentially dangerous changes (e.g., pushing to main, deleting repositories) unless explicitly asked to do so.",
+        ),
+        (
+            "PROBLEM_SOLVING_WORKFLOW",
+            "1. EXPLORATION: Thoroughly explore relevant files and understand the context before proposing solutions\n2. ANALYSIS: Consider multiple approaches and select the most promising one\n3. IMPLEMENTATION: Make focused, minimal changes to address the problem\n4. REVIEW: Re-read every change and reason about edge cases",
+        ),
+        (
+            "TROUBLESHOOTING",
+            "If you've made repeated attempts to solve a problem but tests still fail or the user reports it's still broken: 1. Step back and reflect on 5-7 different possible sources of the problem 2. Assess the likelihood of each possible cause 3. Methodically address the most likely causes, starting with the highest probability 4. Document your reasoning process.",
+        ),
     ];
     for (name, body) in sections {
         s.push_str(&format!("<{name}>\n{body}\n{body}\n</{name}>\n\n"));
@@ -103,7 +133,15 @@ pub fn instance(seed: u64, k: u64) -> Instance {
     let workspace = format!("/workspace/{owner}__{name}__{version}");
     let n_files = rng.random_range(6..14);
     let files: Vec<String> = (0..n_files)
-        .map(|i| format!("{package}/{}_{i}.py", pick(&mut rng, &["core", "utils", "io", "models", "api", "base", "compat"])))
+        .map(|i| {
+            format!(
+                "{package}/{}_{i}.py",
+                pick(
+                    &mut rng,
+                    &["core", "utils", "io", "models", "api", "base", "compat"]
+                )
+            )
+        })
         .collect();
     let target = rng.random_range(0..files.len());
     let func = text::identifier(&mut rng);
@@ -144,12 +182,26 @@ pub struct Builder<'a> {
 impl<'a> Builder<'a> {
     pub fn new(seed: u64, k: u64, rollout: u32, inst: &'a Instance, kind: Kind) -> Builder<'a> {
         let rng = rng_for(seed, &[3, k, u64::from(rollout)]);
-        Builder { seed, k, inst, kind, rng, messages: Vec::new(), budget: 300_000, bytes: 0, call_counter: 0 }
+        Builder {
+            seed,
+            k,
+            inst,
+            kind,
+            rng,
+            messages: Vec::new(),
+            budget: 300_000,
+            bytes: 0,
+            call_counter: 0,
+        }
     }
 
     fn call_id(&mut self) -> String {
         self.call_counter += 1;
-        format!("toolu_{}{:02}", text::hex(&mut self.rng, 20), self.call_counter)
+        format!(
+            "toolu_{}{:02}",
+            text::hex(&mut self.rng, 20),
+            self.call_counter
+        )
     }
 
     /// Appends an assistant turn with one call and its tool result.
@@ -157,10 +209,22 @@ impl<'a> Builder<'a> {
         let file = self.inst.files[self.inst.target].clone();
         let thought = text::thought(&mut self.rng, &file);
         let id = self.call_id();
-        let call = SynthCall { id, name: name.to_string(), arguments: arguments.to_string() };
+        let call = SynthCall {
+            id,
+            name: name.to_string(),
+            arguments: arguments.to_string(),
+        };
         self.bytes += thought.len() + call.arguments.len() + result.len();
-        self.messages.push(SynthMessage { role: "assistant", content: thought, tool_calls: vec![call] });
-        self.messages.push(SynthMessage { role: "tool", content: result, tool_calls: Vec::new() });
+        self.messages.push(SynthMessage {
+            role: "assistant",
+            content: thought,
+            tool_calls: vec![call],
+        });
+        self.messages.push(SynthMessage {
+            role: "tool",
+            content: result,
+            tool_calls: Vec::new(),
+        });
     }
 
     fn path(&self, i: usize) -> String {
@@ -171,22 +235,49 @@ impl<'a> Builder<'a> {
         let lines = file_lines(self.seed, self.k, i);
         let path = self.path(i);
         let (first, shown) = if self.bytes > self.budget {
-            let start = self.rng.random_range(0..lines.len().saturating_sub(20).max(1));
+            let start = self
+                .rng
+                .random_range(0..lines.len().saturating_sub(20).max(1));
             (start + 1, &lines[start..(start + 20).min(lines.len())])
         } else {
             (1, &lines[..])
         };
-        let result = format!("Here's the result of running `cat -n` on {path}:\n{}", text::numbered(shown, first));
-        self.exchange("str_replace_editor", json!({"command": "view", "path": path}), result);
+        let result = format!(
+            "Here's the result of running `cat -n` on {path}:\n{}",
+            text::numbered(shown, first)
+        );
+        self.exchange(
+            "str_replace_editor",
+            json!({"command": "view", "path": path}),
+            result,
+        );
     }
 
     pub fn grep(&mut self) {
-        let word = self.inst.func.split('_').next_back().unwrap_or("x").to_string();
+        let word = self
+            .inst
+            .func
+            .split('_')
+            .next_back()
+            .unwrap_or("x")
+            .to_string();
         let command = match self.rng.random_range(0..4) {
-            0 => format!("grep -rn \"{word}\" {} --include=*.py | head -40", self.inst.workspace),
-            1 => format!("cd {} && grep -rn \"def {}\" .", self.inst.workspace, self.inst.func),
-            2 => format!("find {} -name \"*.py\" -path \"*{}*\" | head -20", self.inst.workspace, word),
-            _ => format!("grep -rn python {}/setup.cfg {}/tox.ini | head", self.inst.workspace, self.inst.workspace),
+            0 => format!(
+                "grep -rn \"{word}\" {} --include=*.py | head -40",
+                self.inst.workspace
+            ),
+            1 => format!(
+                "cd {} && grep -rn \"def {}\" .",
+                self.inst.workspace, self.inst.func
+            ),
+            2 => format!(
+                "find {} -name \"*.py\" -path \"*{}*\" | head -20",
+                self.inst.workspace, word
+            ),
+            _ => format!(
+                "grep -rn python {}/setup.cfg {}/tox.ini | head",
+                self.inst.workspace, self.inst.workspace
+            ),
         };
         let hits = self.rng.random_range(3..30);
         let mut out = String::new();
@@ -201,7 +292,11 @@ impl<'a> Builder<'a> {
 
     pub fn think(&mut self) {
         let thought = text::thought(&mut self.rng, &self.inst.files[self.inst.target].clone());
-        self.exchange("think", json!({"thought": thought}), "Your thought has been logged.".into());
+        self.exchange(
+            "think",
+            json!({"thought": thought}),
+            "Your thought has been logged.".into(),
+        );
     }
 
     /// A `str_replace` edit on the target file, succeeding or failing.
@@ -209,8 +304,16 @@ impl<'a> Builder<'a> {
         let lines = file_lines(self.seed, self.k, self.inst.target);
         let path = self.path(self.inst.target);
         let at = self.rng.random_range(0..lines.len());
-        let old = if succeed { lines[at].clone() } else { format!("{}  # stale", lines[at]) };
-        let new = format!("{}  # handle {} input", lines[at], text::pick(&mut self.rng, &["empty", "None", "nested"]));
+        let old = if succeed {
+            lines[at].clone()
+        } else {
+            format!("{}  # stale", lines[at])
+        };
+        let new = format!(
+            "{}  # handle {} input",
+            lines[at],
+            text::pick(&mut self.rng, &["empty", "None", "nested"])
+        );
         let args = json!({"command": "str_replace", "path": path, "old_str": old, "new_str": new});
         let result = if succeed {
             let lo = at.saturating_sub(4);
@@ -220,7 +323,9 @@ impl<'a> Builder<'a> {
                 text::numbered(&lines[lo..hi], lo + 1)
             )
         } else {
-            format!("ERROR:\nNo replacement was performed, old_str `{old}` did not appear verbatim in {path}.")
+            format!(
+                "ERROR:\nNo replacement was performed, old_str `{old}` did not appear verbatim in {path}."
+            )
         };
         self.exchange("str_replace_editor", args, result);
     }
@@ -228,23 +333,48 @@ impl<'a> Builder<'a> {
     /// HERO rollouts run code: a reproduction script or the test suite.
     pub fn run_code(&mut self) {
         let (command, out) = match self.rng.random_range(0..3) {
-            0 => (format!("cd {} && python reproduce_issue.py", self.inst.workspace), "Result: ok\n".to_string()),
-            1 => (
-                format!("cd {} && python -m pytest tests/ -q -x", self.inst.workspace),
-                format!("{} passed in {}.{:02}s\n", self.rng.random_range(5..300), self.rng.random_range(0..9), self.rng.random_range(0..99)),
+            0 => (
+                format!("cd {} && python reproduce_issue.py", self.inst.workspace),
+                "Result: ok\n".to_string(),
             ),
-            _ => (format!("python {}/reproduce_issue.py", self.inst.workspace), "Traceback (most recent call last):\nValueError: None\n".to_string()),
+            1 => (
+                format!(
+                    "cd {} && python -m pytest tests/ -q -x",
+                    self.inst.workspace
+                ),
+                format!(
+                    "{} passed in {}.{:02}s\n",
+                    self.rng.random_range(5..300),
+                    self.rng.random_range(0..9),
+                    self.rng.random_range(0..99)
+                ),
+            ),
+            _ => (
+                format!("python {}/reproduce_issue.py", self.inst.workspace),
+                "Traceback (most recent call last):\nValueError: None\n".to_string(),
+            ),
         };
         self.exchange("execute_bash", json!({"command": command}), out);
     }
 
     pub fn finish(&mut self) {
-        let message = format!("I fixed `{}` so that it handles the reported case.", self.inst.func);
+        let message = format!(
+            "I fixed `{}` so that it handles the reported case.",
+            self.inst.func
+        );
         let file = self.inst.files[self.inst.target].clone();
         let thought = text::thought(&mut self.rng, &file);
         let id = self.call_id();
-        let call = SynthCall { id, name: "finish".into(), arguments: json!({"message": message}).to_string() };
-        self.messages.push(SynthMessage { role: "assistant", content: thought, tool_calls: vec![call] });
+        let call = SynthCall {
+            id,
+            name: "finish".into(),
+            arguments: json!({"message": message}).to_string(),
+        };
+        self.messages.push(SynthMessage {
+            role: "assistant",
+            content: thought,
+            tool_calls: vec![call],
+        });
     }
 
     /// One middle turn drawn from the stage's mix of actions.
@@ -253,7 +383,11 @@ impl<'a> Builder<'a> {
         let n = self.inst.files.len();
         match roll {
             0..35 => {
-                let i = if self.rng.random_bool(0.5) { self.inst.target } else { self.rng.random_range(0..n) };
+                let i = if self.rng.random_bool(0.5) {
+                    self.inst.target
+                } else {
+                    self.rng.random_range(0..n)
+                };
                 self.view(i)
             }
             35..60 => self.grep(),
@@ -266,8 +400,16 @@ impl<'a> Builder<'a> {
 
 /// Number of assistant turns of a clean rollout: 10–30 (zero) or 20–60 (hero), with a long tail.
 pub fn turn_count(rng: &mut ChaCha8Rng, kind: Kind) -> usize {
-    let (lo, hi) = if kind == Kind::Zero { (10, 30) } else { (20, 60) };
-    if rng.random_bool(0.08) { rng.random_range(hi..=(hi * 3 / 2).min(95)) } else { rng.random_range(lo..=hi) }
+    let (lo, hi) = if kind == Kind::Zero {
+        (10, 30)
+    } else {
+        (20, 60)
+    };
+    if rng.random_bool(0.08) {
+        rng.random_range(hi..=(hi * 3 / 2).min(95))
+    } else {
+        rng.random_range(lo..=hi)
+    }
 }
 
 /// The model patch: one hunk on the target file.
@@ -280,7 +422,10 @@ pub fn patch_for(seed: u64, k: u64, inst: &Instance, rng: &mut ChaCha8Rng) -> St
     let mut hunk = String::new();
     for (i, line) in lines[lo..hi].iter().enumerate() {
         if lo + i == at {
-            hunk.push_str(&format!("-{line}\n+{line}  # handle None input\n+{}\n", line.replace(|c: char| !c.is_whitespace(), "").to_string() + "pass"));
+            hunk.push_str(&format!(
+                "-{line}\n+{line}  # handle None input\n+{}\n",
+                line.replace(|c: char| !c.is_whitespace(), "").to_string() + "pass"
+            ));
         } else {
             hunk.push_str(&format!(" {line}\n"));
         }
@@ -305,10 +450,21 @@ pub fn clean_row(seed: u64, k: u64, rollout: u32, kind: Kind, turns: Option<usiz
         "<uploaded_files>\n{}\n</uploaded_files>\n\nI've uploaded a python code repository in the directory {}. Consider the following issue description:\n\n<issue_description>\n{}\n</issue_description>\n\nCan you help me implement the necessary changes to the repository so that the requirements specified in the <issue_description> are met?\nI've already taken care of all changes to any of the test files described in the <issue_description>. This means you DON'T have to modify the testing logic or any of the tests in any way!",
         inst.workspace, inst.workspace, inst.issue
     );
-    b.messages.push(SynthMessage { role: "system", content: system_prompt(kind), tool_calls: Vec::new() });
-    b.messages.push(SynthMessage { role: "user", content: user, tool_calls: Vec::new() });
+    b.messages.push(SynthMessage {
+        role: "system",
+        content: system_prompt(kind),
+        tool_calls: Vec::new(),
+    });
+    b.messages.push(SynthMessage {
+        role: "user",
+        content: user,
+        tool_calls: Vec::new(),
+    });
     b.view(inst.target);
-    let failed_edit_at = b.rng.random_bool(0.2).then(|| b.rng.random_range(1..turns.max(2)));
+    let failed_edit_at = b
+        .rng
+        .random_bool(0.2)
+        .then(|| b.rng.random_range(1..turns.max(2)));
     for t in 1..turns.saturating_sub(1) {
         if Some(t) == failed_edit_at {
             b.edit(false);

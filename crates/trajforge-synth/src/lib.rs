@@ -23,8 +23,8 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use rand::seq::IndexedRandom;
 use rand::Rng;
+use rand::seq::IndexedRandom;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
@@ -57,7 +57,10 @@ pub enum SynthError {
     #[error("{0}")]
     Config(String),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {message}", path.display())]
     Write { path: PathBuf, message: String },
 }
@@ -107,18 +110,43 @@ pub struct Planner {
 
 impl Planner {
     pub fn new(kind: Kind, seed: u64, rate: f64) -> Planner {
-        Planner { seed, rate, menu: Defect::menu(kind), instance: 0, next_rollout: 0, rollouts: 0, recent_clean: VecDeque::new() }
+        Planner {
+            seed,
+            rate,
+            menu: Defect::menu(kind),
+            instance: 0,
+            next_rollout: 0,
+            rollouts: 0,
+            recent_clean: VecDeque::new(),
+        }
     }
 
     pub fn plan(&mut self, row: u64) -> RowPlan {
         let mut rng = generate::rng_for(self.seed, &[5, row]);
-        let mut defect = rng.random_bool(self.rate).then(|| *self.menu.choose(&mut rng).unwrap_or(&Defect::EmptyPatch));
+        let mut defect = rng
+            .random_bool(self.rate)
+            .then(|| *self.menu.choose(&mut rng).unwrap_or(&Defect::EmptyPatch));
         if let Some(d) = defect.filter(|d| d.is_duplicate()) {
             // A duplicate copies an earlier clean rollout (only the copy is marked).
-            if let Some(&(instance, rollout)) = self.recent_clean.iter().collect::<Vec<_>>().choose(&mut rng) {
-                return RowPlan { row, instance: *instance, rollout: *rollout, defect: Some(d) };
+            if let Some(&(instance, rollout)) = self
+                .recent_clean
+                .iter()
+                .collect::<Vec<_>>()
+                .choose(&mut rng)
+            {
+                return RowPlan {
+                    row,
+                    instance: *instance,
+                    rollout: *rollout,
+                    defect: Some(d),
+                };
             }
-            let others: Vec<Defect> = self.menu.iter().copied().filter(|d| !d.is_duplicate()).collect();
+            let others: Vec<Defect> = self
+                .menu
+                .iter()
+                .copied()
+                .filter(|d| !d.is_duplicate())
+                .collect();
             defect = others.choose(&mut rng).copied();
         }
         if self.next_rollout >= self.rollouts {
@@ -128,7 +156,12 @@ impl Planner {
             self.next_rollout = 0;
             self.rollouts = rng.random_range(2..=3);
         }
-        let plan = RowPlan { row, instance: self.instance, rollout: self.next_rollout, defect };
+        let plan = RowPlan {
+            row,
+            instance: self.instance,
+            rollout: self.next_rollout,
+            defect,
+        };
         self.next_rollout += 1;
         if defect.is_none() {
             self.recent_clean.push_back((plan.instance, plan.rollout));
@@ -151,7 +184,10 @@ pub fn generate_row(plan: &RowPlan, kind: Kind, seed: u64) -> SynthRow {
 
 /// `corpus.parquet` → `corpus.truth.parquet`.
 pub fn truth_path(out: &Path) -> PathBuf {
-    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("synth.parquet");
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("synth.parquet");
     let stem = name.strip_suffix(".parquet").unwrap_or(name);
     out.with_file_name(format!("{stem}.truth.parquet"))
 }
@@ -215,7 +251,14 @@ fn to_nvidia(row: &SynthRow) -> NvRow<'_> {
             tool_calls: (m.role == "assistant").then(|| {
                 m.tool_calls
                     .iter()
-                    .map(|c| NvCall { function: NvFunction { arguments: &c.arguments, name: &c.name }, id: &c.id, kind: "function" })
+                    .map(|c| NvCall {
+                        function: NvFunction {
+                            arguments: &c.arguments,
+                            name: &c.name,
+                        },
+                        id: &c.id,
+                        kind: "function",
+                    })
                     .collect()
             }),
         })
@@ -239,19 +282,47 @@ struct AtomicParquet {
 
 impl AtomicParquet {
     fn create(path: &Path, schema: Arc<Schema>) -> Result<AtomicParquet, SynthError> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|source| SynthError::Io { path: dir.into(), source })?;
-        let temp = tempfile::Builder::new().prefix(".synth-").suffix(".tmp").permissions(readable_by_all()).tempfile_in(dir)
-            .map_err(|source| SynthError::Io { path: dir.into(), source })?;
-        let file = temp.as_file().try_clone().map_err(|source| SynthError::Io { path: path.into(), source })?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|source| SynthError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let temp = tempfile::Builder::new()
+            .prefix(".synth-")
+            .suffix(".tmp")
+            .permissions(readable_by_all())
+            .tempfile_in(dir)
+            .map_err(|source| SynthError::Io {
+                path: dir.into(),
+                source,
+            })?;
+        let file = temp
+            .as_file()
+            .try_clone()
+            .map_err(|source| SynthError::Io {
+                path: path.into(),
+                source,
+            })?;
         let level = ZstdLevel::try_new(3).map_err(|e| SynthError::Config(e.to_string()))?;
-        let props = WriterProperties::builder().set_compression(Compression::ZSTD(level)).build();
-        let writer = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| write_err(path, e))?;
-        Ok(AtomicParquet { temp, writer, path: path.into() })
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .build();
+        let writer =
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| write_err(path, e))?;
+        Ok(AtomicParquet {
+            temp,
+            writer,
+            path: path.into(),
+        })
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), SynthError> {
-        self.writer.write(batch).map_err(|e| write_err(&self.path, e))?;
+        self.writer
+            .write(batch)
+            .map_err(|e| write_err(&self.path, e))?;
         if self.writer.in_progress_size() >= 64 << 20 {
             self.writer.flush().map_err(|e| write_err(&self.path, e))?;
         }
@@ -260,8 +331,16 @@ impl AtomicParquet {
 
     fn finish(self) -> Result<u64, SynthError> {
         self.writer.close().map_err(|e| write_err(&self.path, e))?;
-        self.temp.persist(&self.path).map_err(|e| SynthError::Io { path: self.path.clone(), source: e.error })?;
-        std::fs::metadata(&self.path).map(|m| m.len()).map_err(|source| SynthError::Io { path: self.path.clone(), source })
+        self.temp.persist(&self.path).map_err(|e| SynthError::Io {
+            path: self.path.clone(),
+            source: e.error,
+        })?;
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|source| SynthError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
@@ -272,14 +351,24 @@ fn readable_by_all() -> std::fs::Permissions {
 }
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> SynthError {
-    SynthError::Write { path: path.into(), message: e.to_string() }
+    SynthError::Write {
+        path: path.into(),
+        message: e.to_string(),
+    }
 }
 
 /// Generates `opts.count` rows into `out` and the ground truth beside it; `progress` is called
 /// with the number of rows written so far.
-pub fn synth(opts: &SynthOptions, out: &Path, progress: &dyn Fn(u64)) -> Result<SynthSummary, SynthError> {
+pub fn synth(
+    opts: &SynthOptions,
+    out: &Path,
+    progress: &dyn Fn(u64),
+) -> Result<SynthSummary, SynthError> {
     if !(0.0..=1.0).contains(&opts.defect_rate) {
-        return Err(SynthError::Config(format!("--defects must be between 0 and 1, got {}", opts.defect_rate)));
+        return Err(SynthError::Config(format!(
+            "--defects must be between 0 and 1, got {}",
+            opts.defect_rate
+        )));
     }
     let fields = nvidia_fields()?;
     let schema = Arc::new(Schema::new(fields.clone()));
@@ -290,14 +379,18 @@ pub fn synth(opts: &SynthOptions, out: &Path, progress: &dyn Fn(u64)) -> Result<
     while row < opts.count {
         let n = (opts.count - row).min(opts.batch_rows.max(1) as u64);
         let plans: Vec<RowPlan> = (row..row + n).map(|r| planner.plan(r)).collect();
-        let rows: Vec<SynthRow> = plans.par_iter().map(|p| generate_row(p, opts.kind, opts.seed)).collect();
+        let rows: Vec<SynthRow> = plans
+            .par_iter()
+            .map(|p| generate_row(p, opts.kind, opts.seed))
+            .collect();
         for (plan, r) in plans.iter().zip(&rows) {
             if let Some(d) = plan.defect {
                 truth.push((r.trajectory_id.clone(), d.name()));
             }
         }
         let records: Vec<NvRow> = rows.iter().map(to_nvidia).collect();
-        let batch = serde_arrow::to_record_batch(&fields, &records).map_err(|e| write_err(out, e))?;
+        let batch =
+            serde_arrow::to_record_batch(&fields, &records).map_err(|e| write_err(out, e))?;
         output.write(&batch)?;
         row += n;
         progress(row);
@@ -328,7 +421,13 @@ fn write_truth(path: &Path, truth: &[(String, &'static str)]) -> Result<(), Synt
         Arc::new(Field::new("trajectory_id", DataType::Utf8, false)),
         Arc::new(Field::new("defect", DataType::Utf8, false)),
     ];
-    let rows: Vec<Truth> = truth.iter().map(|(id, d)| Truth { trajectory_id: id, defect: d }).collect();
+    let rows: Vec<Truth> = truth
+        .iter()
+        .map(|(id, d)| Truth {
+            trajectory_id: id,
+            defect: d,
+        })
+        .collect();
     let batch = serde_arrow::to_record_batch(&fields, &rows).map_err(|e| write_err(path, e))?;
     let mut file = AtomicParquet::create(path, batch.schema())?;
     file.write(&batch)?;

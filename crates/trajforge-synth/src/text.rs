@@ -1,22 +1,85 @@
 //! Text that looks like what agents read and write: issue reports, thoughts, Python source with
 //! `cat -n` numbering, grep hits, diffs. Everything is drawn from a seeded RNG.
 
-use rand::seq::IndexedRandom;
 use rand::Rng;
+use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 
 const NOUNS: &[&str] = &[
-    "parser", "config", "request", "session", "cache", "token", "handler", "schema", "record", "buffer",
-    "column", "index", "encoder", "stream", "widget", "payload", "registry", "timestamp", "field", "query",
-    "response", "adapter", "loader", "serializer", "matrix", "iterator", "manifest", "backend", "plugin", "router",
+    "parser",
+    "config",
+    "request",
+    "session",
+    "cache",
+    "token",
+    "handler",
+    "schema",
+    "record",
+    "buffer",
+    "column",
+    "index",
+    "encoder",
+    "stream",
+    "widget",
+    "payload",
+    "registry",
+    "timestamp",
+    "field",
+    "query",
+    "response",
+    "adapter",
+    "loader",
+    "serializer",
+    "matrix",
+    "iterator",
+    "manifest",
+    "backend",
+    "plugin",
+    "router",
 ];
 const VERBS: &[&str] = &[
-    "parse", "load", "validate", "render", "encode", "decode", "resolve", "merge", "flush", "normalize",
-    "convert", "register", "compute", "dispatch", "collect", "format", "update", "filter", "build", "emit",
+    "parse",
+    "load",
+    "validate",
+    "render",
+    "encode",
+    "decode",
+    "resolve",
+    "merge",
+    "flush",
+    "normalize",
+    "convert",
+    "register",
+    "compute",
+    "dispatch",
+    "collect",
+    "format",
+    "update",
+    "filter",
+    "build",
+    "emit",
 ];
 const ADJECTIVES: &[&str] = &[
-    "empty", "nested", "missing", "stale", "invalid", "duplicate", "unicode", "negative", "optional", "large",
-    "default", "cached", "partial", "legacy", "async", "sorted", "naive", "relative", "mixed", "zero",
+    "empty",
+    "nested",
+    "missing",
+    "stale",
+    "invalid",
+    "duplicate",
+    "unicode",
+    "negative",
+    "optional",
+    "large",
+    "default",
+    "cached",
+    "partial",
+    "legacy",
+    "async",
+    "sorted",
+    "naive",
+    "relative",
+    "mixed",
+    "zero",
 ];
 const THOUGHTS: &[&str] = &[
     "Let me look at how {noun} handling is implemented in {file}.",
@@ -43,7 +106,11 @@ pub fn class_name(rng: &mut ChaCha8Rng) -> String {
     let noun = pick(rng, NOUNS);
     let mut c = noun.chars();
     let head = c.next().map(|h| h.to_ascii_uppercase()).unwrap_or('X');
-    format!("{head}{}{}", c.as_str(), pick(rng, &["Manager", "Base", "Error", "Mixin", "Field", "Spec"]))
+    format!(
+        "{head}{}{}",
+        c.as_str(),
+        pick(rng, &["Manager", "Base", "Error", "Mixin", "Field", "Spec"])
+    )
 }
 
 /// A short reasoning paragraph of 1–4 sentences.
@@ -71,12 +138,26 @@ fn code_line(rng: &mut ChaCha8Rng, depth: usize) -> String {
     match rng.random_range(0..9) {
         0 => format!("{pad}if {b} is None:"),
         1 => format!("{pad}return self.{a}({b})"),
-        2 => format!("{pad}{b} = {a}({b}, strict={})", pick(rng, &["True", "False"])),
+        2 => format!(
+            "{pad}{b} = {a}({b}, strict={})",
+            pick(rng, &["True", "False"])
+        ),
         3 => format!("{pad}for item in self._{b}s:"),
-        4 => format!("{pad}raise ValueError(f\"{} {b}: {{{b}!r}}\")", pick(rng, ADJECTIVES)),
-        5 => format!("{pad}# {} the {} {b} before returning", pick(rng, VERBS), pick(rng, ADJECTIVES)),
+        4 => format!(
+            "{pad}raise ValueError(f\"{} {b}: {{{b}!r}}\")",
+            pick(rng, ADJECTIVES)
+        ),
+        5 => format!(
+            "{pad}# {} the {} {b} before returning",
+            pick(rng, VERBS),
+            pick(rng, ADJECTIVES)
+        ),
         6 => format!("{pad}self._{b} = {b}"),
-        7 => format!("{pad}{b}.update({{\"{}\": {}}})", pick(rng, NOUNS), rng.random_range(0..1000)),
+        7 => format!(
+            "{pad}{b}.update({{\"{}\": {}}})",
+            pick(rng, NOUNS),
+            rng.random_range(0..1000)
+        ),
         _ => format!("{pad}logger.debug(\"{a} %s\", {b})"),
     }
 }
@@ -100,7 +181,11 @@ pub fn python_source(rng: &mut ChaCha8Rng, lines: usize) -> Vec<String> {
                 break;
             }
             out.push(String::new());
-            out.push(format!("    def {}(self, {}):", identifier(rng), pick(rng, NOUNS)));
+            out.push(format!(
+                "    def {}(self, {}):",
+                identifier(rng),
+                pick(rng, NOUNS)
+            ));
             for _ in 0..rng.random_range(3..12) {
                 let depth = rng.random_range(2..4);
                 out.push(code_line(rng, depth));
@@ -129,15 +214,28 @@ pub fn issue(rng: &mut ChaCha8Rng, repo: &str, func: &str) -> String {
          returning the {noun} unchanged.\n\n```python\nfrom {pkg} import {func}\n{func}({noun}=None)\n```\n\nExpected: \
          the call succeeds.\nActual:\n```\nTraceback (most recent call last):\n  File \"<stdin>\", line 2, in <module>\n\
          ValueError: {adj} {noun}: None\n```\n\nThis worked in the previous release.",
-        pkg = repo.split('/').next_back().unwrap_or(repo).replace('-', "_"),
+        pkg = repo
+            .split('/')
+            .next_back()
+            .unwrap_or(repo)
+            .replace('-', "_"),
     )
 }
 
 /// A random lowercase hex string of `n` digits.
 pub fn hex(rng: &mut ChaCha8Rng, n: usize) -> String {
-    (0..n).map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0')).collect()
+    (0..n)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
 }
 
 pub fn uuid(rng: &mut ChaCha8Rng) -> String {
-    format!("{}-{}-4{}-{}-{}", hex(rng, 8), hex(rng, 4), hex(rng, 3), hex(rng, 4), hex(rng, 12))
+    format!(
+        "{}-{}-4{}-{}-{}",
+        hex(rng, 8),
+        hex(rng, 4),
+        hex(rng, 3),
+        hex(rng, 4),
+        hex(rng, 12)
+    )
 }

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use trajforge_io::{ingest, Format, IngestOptions};
+use anyhow::{Context, Result, bail};
+use trajforge_io::{Format, IngestOptions, ingest};
 use trajforge_schema::Stage;
 
-use crate::progress::{bar, IngestBar};
 use crate::Global;
+use crate::progress::{IngestBar, bar};
 
 /// Read trajectories in any supported format into canonical zstd Parquet.
 ///
@@ -45,7 +45,10 @@ pub fn run(args: Args, global: Global) -> Result<()> {
             Some(f) => Some(f),
             None => {
                 let names: Vec<&str> = Format::ALL.iter().map(|f| f.name()).collect();
-                bail!("unknown --format {name:?}; expected one of {}", names.join(", "));
+                bail!(
+                    "unknown --format {name:?}; expected one of {}",
+                    names.join(", ")
+                );
             }
         },
     };
@@ -54,12 +57,23 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     }
     let mut opts = IngestOptions::new(args.inputs, args.out.clone());
     opts.format = format;
-    opts.stage = args.stage.as_deref().map(|s| if s == "hero" { Stage::Hero } else { Stage::Zero });
+    opts.stage = args.stage.as_deref().map(|s| {
+        if s == "hero" {
+            Stage::Hero
+        } else {
+            Stage::Zero
+        }
+    });
     opts.source = args.source;
     opts.parts.rows_per_part = args.rows_per_part;
     opts.command = std::env::args().collect::<Vec<_>>().join(" ");
-    let progress = IngestBar(bar(global, 0, "{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}"));
-    let manifest = ingest(&opts, &progress).with_context(|| format!("ingest into {} failed", args.out.display()))?;
+    let progress = IngestBar(bar(
+        global,
+        0,
+        "{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+    ));
+    let manifest = ingest(&opts, &progress)
+        .with_context(|| format!("ingest into {} failed", args.out.display()))?;
     progress.0.finish_and_clear();
     let c = &manifest.counts;
     if global.json {
@@ -83,7 +97,10 @@ pub fn run(args: Args, global: Global) -> Result<()> {
             args.out.display()
         );
         for (kind, n) in &manifest.rejected_by_kind {
-            eprintln!("  rejected {n:>6} {kind} (see {}/rejects/)", args.out.display());
+            eprintln!(
+                "  rejected {n:>6} {kind} (see {}/rejects/)",
+                args.out.display()
+            );
         }
     }
     Ok(())

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::kernels::{cast::cast, length::length};
 use arrow::datatypes::{DataType, Float64Type, SchemaRef};
@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use console::style;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
-use trajforge_schema::{batch, Trajectory};
+use trajforge_schema::{Trajectory, batch};
 
 use crate::Global;
 
@@ -52,9 +52,12 @@ impl ColumnSummary {
     fn add(&mut self, column: &ArrayRef) -> Result<()> {
         self.nulls += column.null_count() as u64;
         let (measure, values) = match column.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::List(_) | DataType::LargeList(_) | DataType::Binary | DataType::LargeBinary => {
-                ("length", cast(&length(column)?, &DataType::Float64)?)
-            }
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::Binary
+            | DataType::LargeBinary => ("length", cast(&length(column)?, &DataType::Float64)?),
             DataType::Boolean => ("true", cast(column, &DataType::Float64)?),
             t if t.is_numeric() => ("value", cast(column, &DataType::Float64)?),
             _ => return Ok(()),
@@ -75,7 +78,11 @@ fn parquet_files(path: &Path) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let dir = if path.join("trajectories").is_dir() { path.join("trajectories") } else { path.to_path_buf() };
+    let dir = if path.join("trajectories").is_dir() {
+        path.join("trajectories")
+    } else {
+        path.to_path_buf()
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -103,10 +110,22 @@ pub fn run(args: Args, global: Global) -> Result<()> {
             let batch = batch.with_context(|| format!("{}: unreadable data", file.display()))?;
             let s = schema.get_or_insert_with(|| batch.schema());
             if s.fields() != batch.schema().fields() {
-                bail!("{} has a different schema from {}", file.display(), files[0].display());
+                bail!(
+                    "{} has a different schema from {}",
+                    file.display(),
+                    files[0].display()
+                );
             }
             if columns.is_empty() {
-                columns = s.fields().iter().map(|f| ColumnSummary { name: f.name().clone(), data_type: short_type(f.data_type()), ..Default::default() }).collect();
+                columns = s
+                    .fields()
+                    .iter()
+                    .map(|f| ColumnSummary {
+                        name: f.name().clone(),
+                        data_type: short_type(f.data_type()),
+                        ..Default::default()
+                    })
+                    .collect();
             }
             for (summary, column) in columns.iter_mut().zip(batch.columns()) {
                 summary.add(column)?;
@@ -127,7 +146,11 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     print_summary(&mut out, &files, rows, &columns)?;
     match picked {
         Some(b) => print_row(&mut out, &b, args.row, args.max_chars)?,
-        None => writeln!(out, "\n(no row {} to show: the dataset has {rows} rows)", args.row)?,
+        None => writeln!(
+            out,
+            "\n(no row {} to show: the dataset has {rows} rows)",
+            args.row
+        )?,
     }
     out.flush()?;
     Ok(())
@@ -136,24 +159,61 @@ pub fn run(args: Args, global: Global) -> Result<()> {
 fn short_type(t: &DataType) -> String {
     match t {
         DataType::List(f) => format!("List<{}>", short_type(f.data_type())),
-        DataType::Struct(fields) => format!("Struct<{}>", fields.iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")),
+        DataType::Struct(fields) => format!(
+            "Struct<{}>",
+            fields
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         other => other.to_string(),
     }
 }
 
-fn print_summary(out: &mut dyn Write, files: &[PathBuf], rows: u64, columns: &[ColumnSummary]) -> std::io::Result<()> {
-    writeln!(out, "{} {} rows in {} file(s)", style("dataset").bold(), rows, files.len())?;
-    writeln!(out, "{:<22} {:<44} {:>8} {:>7} {:>12} {:>12} {:>12}", "column", "type", "nulls", "of", "min", "mean", "max")?;
+fn print_summary(
+    out: &mut dyn Write,
+    files: &[PathBuf],
+    rows: u64,
+    columns: &[ColumnSummary],
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{} {} rows in {} file(s)",
+        style("dataset").bold(),
+        rows,
+        files.len()
+    )?;
+    writeln!(
+        out,
+        "{:<22} {:<44} {:>8} {:>7} {:>12} {:>12} {:>12}",
+        "column", "type", "nulls", "of", "min", "mean", "max"
+    )?;
     for c in columns {
-        let num = |v: Option<f64>| v.map_or("".to_string(), |v| if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") });
+        let num = |v: Option<f64>| {
+            v.map_or("".to_string(), |v| {
+                if v.fract() == 0.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.2}")
+                }
+            })
+        };
         let mut ty = c.data_type.clone();
         if ty.len() > 44 {
             ty.truncate(41);
             ty.push_str("...");
         }
-        writeln!(out, 
+        writeln!(
+            out,
             "{:<22} {:<44} {:>8} {:>7} {:>12} {:>12} {:>12}",
-            c.name, ty, c.nulls, c.measure.unwrap_or(""), num(c.min), num(c.mean), num(c.max)
+            c.name,
+            ty,
+            c.nulls,
+            c.measure.unwrap_or(""),
+            num(c.min),
+            num(c.mean),
+            num(c.max)
         )?;
     }
     Ok(())
@@ -168,7 +228,14 @@ fn print_row(out: &mut dyn Write, b: &RecordBatch, index: u64, max_chars: usize)
         writer.write(b)?;
         writer.finish()?;
         let value: serde_json::Value = serde_json::from_slice(&buf)?;
-        writeln!(out, "{}", clip(&serde_json::to_string_pretty(&value)?, max_chars.saturating_mul(20)))?;
+        writeln!(
+            out,
+            "{}",
+            clip(
+                &serde_json::to_string_pretty(&value)?,
+                max_chars.saturating_mul(20)
+            )
+        )?;
         return Ok(());
     }
     let rows = batch::from_record_batch(b)?;
@@ -189,13 +256,37 @@ fn clip(text: &str, max_chars: usize) -> String {
 fn print_trajectory(out: &mut dyn Write, t: &Trajectory, max_chars: usize) -> std::io::Result<()> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     writeln!(out, "trajectory_id  {}", t.trajectory_id)?;
-    writeln!(out, "instance_id    {}  ({})", opt(&t.instance_id), opt(&t.instance_key))?;
-    writeln!(out, "source         {} via {} (stage {}, scaffold {})", opt(&t.source_dataset), t.source_format, t.stage.map_or("-", |s| s.as_str()), opt(&t.scaffold))?;
-    writeln!(out, 
-        "turns          {} messages, {} assistant turns, {} tool calls ({}), {} content bytes",
-        t.num_messages, t.num_assistant_turns, t.num_tool_calls, t.tool_names.join(", "), t.content_bytes
+    writeln!(
+        out,
+        "instance_id    {}  ({})",
+        opt(&t.instance_id),
+        opt(&t.instance_key)
     )?;
-    writeln!(out, "patch          {} file(s) +{} -{}: {}", t.patch_files.len(), t.patch_added_lines, t.patch_removed_lines, t.patch_files.join(", "))?;
+    writeln!(
+        out,
+        "source         {} via {} (stage {}, scaffold {})",
+        opt(&t.source_dataset),
+        t.source_format,
+        t.stage.map_or("-", |s| s.as_str()),
+        opt(&t.scaffold)
+    )?;
+    writeln!(
+        out,
+        "turns          {} messages, {} assistant turns, {} tool calls ({}), {} content bytes",
+        t.num_messages,
+        t.num_assistant_turns,
+        t.num_tool_calls,
+        t.tool_names.join(", "),
+        t.content_bytes
+    )?;
+    writeln!(
+        out,
+        "patch          {} file(s) +{} -{}: {}",
+        t.patch_files.len(),
+        t.patch_added_lines,
+        t.patch_removed_lines,
+        t.patch_files.join(", ")
+    )?;
     for (i, m) in t.messages.iter().enumerate() {
         let label = format!("[{i}] {}", m.role);
         let label = match m.role.as_str() {
@@ -205,7 +296,11 @@ fn print_trajectory(out: &mut dyn Write, t: &Trajectory, max_chars: usize) -> st
             _ => style(label).yellow(),
         }
         .bold();
-        let extra = m.tool_call_id.as_ref().map(|id| format!(" (answers {id})")).unwrap_or_default();
+        let extra = m
+            .tool_call_id
+            .as_ref()
+            .map(|id| format!(" (answers {id})"))
+            .unwrap_or_default();
         writeln!(out, "\n{label}{extra}")?;
         if let Some(r) = &m.reasoning_content {
             writeln!(out, "{}", style(clip(r, max_chars)).dim())?;
@@ -214,7 +309,13 @@ fn print_trajectory(out: &mut dyn Write, t: &Trajectory, max_chars: usize) -> st
             writeln!(out, "{}", clip(c, max_chars))?;
         }
         for call in &m.tool_calls {
-            writeln!(out, "{} {}({})", style("→").cyan(), style(&call.name).bold(), clip(&call.arguments, max_chars))?;
+            writeln!(
+                out,
+                "{} {}({})",
+                style("→").cyan(),
+                style(&call.name).bold(),
+                clip(&call.arguments, max_chars)
+            )?;
         }
     }
     Ok(())

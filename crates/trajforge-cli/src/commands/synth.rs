@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use trajforge_synth::{synth, Kind, SynthOptions};
+use trajforge_synth::{Kind, SynthOptions, synth};
 
-use crate::progress::bar;
 use crate::Global;
+use crate::progress::bar;
 
 /// Generate realistic OpenHands trajectories (nvidia Parquet layout) with planted defects.
 ///
@@ -30,9 +30,23 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: Global) -> Result<()> {
-    let kind = if args.kind == "hero" { Kind::Hero } else { Kind::Zero };
-    let opts = SynthOptions { kind, count: args.count, seed: args.seed, defect_rate: args.defects, batch_rows: 128 };
-    let pb = bar(global, args.count, "{spinner} synth [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}");
+    let kind = if args.kind == "hero" {
+        Kind::Hero
+    } else {
+        Kind::Zero
+    };
+    let opts = SynthOptions {
+        kind,
+        count: args.count,
+        seed: args.seed,
+        defect_rate: args.defects,
+        batch_rows: 128,
+    };
+    let pb = bar(
+        global,
+        args.count,
+        "{spinner} synth [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}",
+    );
     let summary = synth(&opts, &args.out, &|n| pb.set_position(n))
         .with_context(|| format!("synth into {} failed", args.out.display()))?;
     pb.finish_and_clear();

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::value::RawValue;
 use trajforge_schema::{Message, Role, ToolCall};
 
-use super::raw::{is_null, wrong_type, RawObject};
+use super::raw::{RawObject, is_null, wrong_type};
 use crate::reject::{DataError, RejectKind};
 
 /// Fields of messages that the canonical schema has no column for, keyed by message index;
@@ -13,13 +13,21 @@ use crate::reject::{DataError, RejectKind};
 pub type MessageExtras = BTreeMap<usize, BTreeMap<String, Box<RawValue>>>;
 
 /// Parses a list of chat messages. `list_path` names the list in errors (`trajectory`).
-pub fn parse_messages(items: &[Box<RawValue>], list_path: &str, extras: &mut MessageExtras) -> Result<Vec<Message>, DataError> {
+pub fn parse_messages(
+    items: &[Box<RawValue>],
+    list_path: &str,
+    extras: &mut MessageExtras,
+) -> Result<Vec<Message>, DataError> {
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = format!("{list_path}[{i}]");
         let mut obj = RawObject::parse(item, &path)?;
         let message = parse_message(&mut obj)?;
-        let rest: BTreeMap<_, _> = obj.into_rest().into_iter().filter(|(_, v)| !is_null(v)).collect();
+        let rest: BTreeMap<_, _> = obj
+            .into_rest()
+            .into_iter()
+            .filter(|(_, v)| !is_null(v))
+            .collect();
         if !rest.is_empty() {
             extras.insert(i, rest);
         }
@@ -33,7 +41,10 @@ fn parse_message(obj: &mut RawObject) -> Result<Message, DataError> {
     if Role::parse(&role).is_none() {
         return Err(DataError::new(
             RejectKind::UnknownRole,
-            format!("{}: unknown role {role:?} (expected system, developer, user, assistant, tool or function)", obj.path_of("role")),
+            format!(
+                "{}: unknown role {role:?} (expected system, developer, user, assistant, tool or function)",
+                obj.path_of("role")
+            ),
         ));
     }
     let content = take_content(obj)?;
@@ -49,11 +60,20 @@ fn parse_message(obj: &mut RawObject) -> Result<Message, DataError> {
     let mut tool_call_id = obj.take_string("tool_call_id")?;
     if tool_call_id.is_none() && obj.peek("tool_call_ids").is_some() {
         // SWE-agent writes a list of the call ids an observation answers.
-        let ids: Vec<String> = obj.take("tool_call_ids", "an array of strings")?.unwrap_or_default();
+        let ids: Vec<String> = obj
+            .take("tool_call_ids", "an array of strings")?
+            .unwrap_or_default();
         tool_call_id = ids.first().cloned();
     }
     let name = obj.take_string("name")?;
-    Ok(Message { role, content, reasoning_content, tool_calls, tool_call_id, name })
+    Ok(Message {
+        role,
+        content,
+        reasoning_content,
+        tool_calls,
+        tool_call_id,
+        name,
+    })
 }
 
 /// `content` as a string, null, or a list of typed parts whose text parts are joined.
@@ -64,7 +84,9 @@ fn take_content(obj: &mut RawObject) -> Result<Option<String>, DataError> {
     };
     if raw.get().trim_start().starts_with('[') {
         let path = obj.path_of("content");
-        let parts: Vec<Box<RawValue>> = obj.take("content", "a string or a list of parts")?.unwrap_or_default();
+        let parts: Vec<Box<RawValue>> = obj
+            .take("content", "a string or a list of parts")?
+            .unwrap_or_default();
         let mut text = String::new();
         for (i, part) in parts.iter().enumerate() {
             let mut p = RawObject::parse(part, &format!("{path}[{i}]"))?;
@@ -78,7 +100,8 @@ fn take_content(obj: &mut RawObject) -> Result<Option<String>, DataError> {
 }
 
 fn parse_tool_calls(raw: &RawValue, path: &str) -> Result<Vec<ToolCall>, DataError> {
-    let items: Vec<Box<RawValue>> = serde_json::from_str(raw.get()).map_err(|_| wrong_type(path, "an array", raw))?;
+    let items: Vec<Box<RawValue>> =
+        serde_json::from_str(raw.get()).map_err(|_| wrong_type(path, "an array", raw))?;
     let mut calls = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let call_path = format!("{path}[{i}]");
@@ -101,20 +124,30 @@ fn parse_function(raw: &RawValue, path: &str, id: Option<String>) -> Result<Tool
     let arguments = match obj.take_raw("arguments") {
         None => "{}".to_string(),
         Some(a) if a.get().trim_start().starts_with('"') => {
-            let text: String = serde_json::from_str(a.get()).map_err(|_| wrong_type(&args_path, "a string", &a))?;
+            let text: String = serde_json::from_str(a.get())
+                .map_err(|_| wrong_type(&args_path, "a string", &a))?;
             validate_arguments(&text, &args_path)?;
             text
         }
         // Arguments given as a JSON object: keep the source's own text of it.
         Some(a) => a.get().to_string(),
     };
-    Ok(ToolCall { id, name, arguments })
+    Ok(ToolCall {
+        id,
+        name,
+        arguments,
+    })
 }
 
 fn validate_arguments(text: &str, path: &str) -> Result<(), DataError> {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ()).map_err(|e| {
-        DataError::new(RejectKind::InvalidToolArguments, format!("{path}: tool-call arguments are not valid JSON ({e})"))
-    })
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(|_| ())
+        .map_err(|e| {
+            DataError::new(
+                RejectKind::InvalidToolArguments,
+                format!("{path}: tool-call arguments are not valid JSON ({e})"),
+            )
+        })
 }
 
 /// Gives every tool message the id of the call it answers, checking the pairing.
@@ -129,10 +162,13 @@ pub fn pair_tool_results(messages: &mut [Message]) -> Result<(), DataError> {
             "assistant" => open = m.tool_calls.iter().map(|c| c.id.clone()).collect(),
             "tool" => match &m.tool_call_id {
                 Some(id) => {
-                    let Some(pos) = open.iter().position(|o| o.as_deref() == Some(id.as_str())) else {
+                    let Some(pos) = open.iter().position(|o| o.as_deref() == Some(id.as_str()))
+                    else {
                         return Err(DataError::new(
                             RejectKind::UnpairedToolMessage,
-                            format!("message {i}: tool result answers call id {id:?}, which no open tool call has"),
+                            format!(
+                                "message {i}: tool result answers call id {id:?}, which no open tool call has"
+                            ),
                         ));
                     };
                     open.remove(pos);
@@ -141,7 +177,9 @@ pub fn pair_tool_results(messages: &mut [Message]) -> Result<(), DataError> {
                     let Some(id) = open.pop_front() else {
                         return Err(DataError::new(
                             RejectKind::UnpairedToolMessage,
-                            format!("message {i}: tool result with no open tool call to answer (the assistant turn before it made no unanswered call)"),
+                            format!(
+                                "message {i}: tool result with no open tool call to answer (the assistant turn before it made no unanswered call)"
+                            ),
                         ));
                     };
                     m.tool_call_id = id;
@@ -172,13 +210,24 @@ mod tests {
 
     #[test]
     fn bad_arguments_and_roles_and_types_are_named() {
-        let e = parse(r#"[{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"{not json"}}]}]"#).unwrap_err();
+        let e = parse(r#"[{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"{not json"}}]}]"#).expect_err("must fail");
         assert_eq!(e.kind, RejectKind::InvalidToolArguments);
-        assert!(e.message.contains("messages[0].tool_calls[0].function.arguments"), "{}", e.message);
-        let e = parse(r#"[{"role":"robot","content":"x"}]"#).unwrap_err();
+        assert!(
+            e.message
+                .contains("messages[0].tool_calls[0].function.arguments"),
+            "{}",
+            e.message
+        );
+        let e = parse(r#"[{"role":"robot","content":"x"}]"#).expect_err("must fail");
         assert_eq!(e.kind, RejectKind::UnknownRole);
-        let e = parse(r#"[{"role":"user","content":42}]"#).unwrap_err();
-        assert_eq!((e.kind, e.message.as_str()), (RejectKind::WrongType, "messages[0].content: expected a string, found a number"));
+        let e = parse(r#"[{"role":"user","content":42}]"#).expect_err("must fail");
+        assert_eq!(
+            (e.kind, e.message.as_str()),
+            (
+                RejectKind::WrongType,
+                "messages[0].content: expected a string, found a number"
+            )
+        );
     }
 
     #[test]
@@ -188,9 +237,16 @@ mod tests {
         assert_eq!(m[1].tool_call_id.as_deref(), Some("a"));
         assert_eq!(m[2].tool_call_id.as_deref(), Some("b"));
 
-        let mut m = parse(r#"[{"role":"user","content":"x"},{"role":"tool","content":"orphan"}]"#).expect("parse");
-        assert_eq!(pair_tool_results(&mut m).unwrap_err().kind, RejectKind::UnpairedToolMessage);
+        let mut m = parse(r#"[{"role":"user","content":"x"},{"role":"tool","content":"orphan"}]"#)
+            .expect("parse");
+        assert_eq!(
+            pair_tool_results(&mut m).expect_err("must fail").kind,
+            RejectKind::UnpairedToolMessage
+        );
         let mut m = parse(r#"[{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f"}}]},{"role":"tool","tool_call_id":"zzz","content":"x"}]"#).expect("parse");
-        assert_eq!(pair_tool_results(&mut m).unwrap_err().kind, RejectKind::UnpairedToolMessage);
+        assert_eq!(
+            pair_tool_results(&mut m).expect_err("must fail").kind,
+            RejectKind::UnpairedToolMessage
+        );
     }
 }

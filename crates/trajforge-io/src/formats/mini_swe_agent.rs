@@ -1,10 +1,10 @@
 //! mini-swe-agent: plain `{role, content}` messages; the action is a fenced bash block in the
 //! assistant text and observations come back as user messages, so there are no tool calls.
 
+use super::Draft;
 use super::messages::parse_messages;
 use super::raw::RawObject;
 use super::swe_agent::take_info;
-use super::Draft;
 use crate::reject::DataError;
 
 pub(super) fn parse(mut obj: RawObject) -> Result<Draft, DataError> {

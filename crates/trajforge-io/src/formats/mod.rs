@@ -16,7 +16,7 @@ mod swe_smith;
 use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
-use trajforge_schema::{fill_derived, instance_key, Stage, Trajectory};
+use trajforge_schema::{Stage, Trajectory, fill_derived, instance_key};
 use xxhash_rust::xxh3::xxh3_64;
 
 use self::messages::MessageExtras;
@@ -78,8 +78,18 @@ impl Format {
             return Some(Format::SweAgent);
         }
         if obj.has("trajectory") {
-            let nebius_only = ["tools", "exit_status", "resolved", "gen_tests_correct", "pred_passes_gen_tests"];
-            return Some(if nebius_only.iter().any(|k| obj.has(k)) { Format::NebiusOpenhands } else { Format::NvidiaOpenhands });
+            let nebius_only = [
+                "tools",
+                "exit_status",
+                "resolved",
+                "gen_tests_correct",
+                "pred_passes_gen_tests",
+            ];
+            return Some(if nebius_only.iter().any(|k| obj.has(k)) {
+                Format::NebiusOpenhands
+            } else {
+                Format::NvidiaOpenhands
+            });
         }
         let messages = obj.peek("messages")?;
         Some(if obj.has("trajectory_format") {
@@ -95,7 +105,9 @@ impl Format {
 
     fn default_dataset(self, stage: Option<Stage>) -> Option<&'static str> {
         match self {
-            Format::NvidiaOpenhands if stage == Some(Stage::Hero) => Some("nvidia/SWE-Hero-openhands-trajectories"),
+            Format::NvidiaOpenhands if stage == Some(Stage::Hero) => {
+                Some("nvidia/SWE-Hero-openhands-trajectories")
+            }
             Format::NvidiaOpenhands => Some("nvidia/SWE-Zero-openhands-trajectories"),
             Format::NebiusOpenhands => Some("nebius/SWE-rebench-openhands-trajectories"),
             Format::SweSmith => Some("SWE-bench/SWE-smith-trajectories"),
@@ -132,7 +144,11 @@ pub struct RecordCtx<'a> {
 }
 
 /// Parses a raw record with a known or detected format.
-pub fn parse_record(json: &RawValue, format: Option<Format>, ctx: &RecordCtx) -> Result<Trajectory, DataError> {
+pub fn parse_record(
+    json: &RawValue,
+    format: Option<Format>,
+    ctx: &RecordCtx,
+) -> Result<Trajectory, DataError> {
     let obj = RawObject::parse(json, "")?;
     let format = match format.or_else(|| Format::detect(&obj)) {
         Some(f) => f,
@@ -140,7 +156,10 @@ pub fn parse_record(json: &RawValue, format: Option<Format>, ctx: &RecordCtx) ->
             let keys: Vec<&str> = obj.keys().collect();
             return Err(DataError::new(
                 RejectKind::UnrecognisedFormat,
-                format!("record matches no known trajectory format (fields: {}); pass --format to choose one", keys.join(", ")),
+                format!(
+                    "record matches no known trajectory format (fields: {}); pass --format to choose one",
+                    keys.join(", ")
+                ),
             ));
         }
     };
@@ -156,8 +175,15 @@ struct Draft {
 
 impl Draft {
     fn new(scaffold: Option<&str>) -> Draft {
-        let t = Trajectory { scaffold: scaffold.map(str::to_string), ..Trajectory::empty() };
-        Draft { t, extras: MessageExtras::new(), rest: BTreeMap::new() }
+        let t = Trajectory {
+            scaffold: scaffold.map(str::to_string),
+            ..Trajectory::empty()
+        };
+        Draft {
+            t,
+            extras: MessageExtras::new(),
+            rest: BTreeMap::new(),
+        }
     }
 
     fn keep_rest(&mut self, obj: RawObject) {
@@ -165,22 +191,44 @@ impl Draft {
     }
 
     fn finish(self, format: Format, ctx: &RecordCtx) -> Result<Trajectory, DataError> {
-        let Draft { mut t, extras, mut rest } = self;
+        let Draft {
+            mut t,
+            extras,
+            mut rest,
+        } = self;
         if t.messages.is_empty() {
-            return Err(DataError::new(RejectKind::MissingField, "record has no messages"));
+            return Err(DataError::new(
+                RejectKind::MissingField,
+                "record has no messages",
+            ));
         }
         if !extras.is_empty() {
-            let text = serde_json::to_string(&extras).map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
-            rest.insert("message_extras".into(), RawValue::from_string(text).map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?);
+            let text = serde_json::to_string(&extras)
+                .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
+            rest.insert(
+                "message_extras".into(),
+                RawValue::from_string(text)
+                    .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?,
+            );
         }
         if !rest.is_empty() {
-            t.metadata = Some(serde_json::to_string(&rest).map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?);
+            t.metadata = Some(
+                serde_json::to_string(&rest)
+                    .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?,
+            );
         }
         t.source_format = format.name().to_string();
         t.stage = ctx.stage;
-        t.source_dataset = ctx.source.map(str::to_string).or_else(|| format.default_dataset(ctx.stage).map(str::to_string));
+        t.source_dataset = ctx
+            .source
+            .map(str::to_string)
+            .or_else(|| format.default_dataset(ctx.stage).map(str::to_string));
         if t.repo.is_none() {
-            t.repo = t.instance_id.as_deref().and_then(instance_key).and_then(|k| k.split(['#', '@']).next().map(str::to_string));
+            t.repo = t
+                .instance_id
+                .as_deref()
+                .and_then(instance_key)
+                .and_then(|k| k.split(['#', '@']).next().map(str::to_string));
         }
         if t.trajectory_id.is_empty() {
             t.trajectory_id = derived_id(t.instance_id.as_deref(), ctx);

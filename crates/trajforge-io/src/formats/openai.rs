@@ -1,8 +1,8 @@
 //! Generic OpenAI chat records: `{"messages", "tools"?}` and `{"model", "messages", "metadata"}`.
 
+use super::Draft;
 use super::messages::{pair_tool_results, parse_messages};
 use super::raw::RawObject;
-use super::Draft;
 use crate::reject::DataError;
 
 pub(super) fn parse(mut obj: RawObject) -> Result<Draft, DataError> {

@@ -1,9 +1,9 @@
 //! The OpenHands exports: nvidia (tool results without ids), nebius (with ids and tool schemas),
 //! and SWE-Gym's sampled trajectories.
 
+use super::Draft;
 use super::messages::{pair_tool_results, parse_messages};
 use super::raw::RawObject;
-use super::Draft;
 use crate::reject::DataError;
 
 fn take_trajectory(d: &mut Draft, obj: &mut RawObject, key: &str) -> Result<(), DataError> {

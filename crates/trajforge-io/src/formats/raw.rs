@@ -28,7 +28,10 @@ fn json_type(raw: &RawValue) -> &'static str {
 
 /// A "wrong type" error naming the path, what was expected and what was found.
 pub fn wrong_type(path: &str, expected: &str, raw: &RawValue) -> DataError {
-    DataError::new(RejectKind::WrongType, format!("{path}: expected {expected}, found {}", json_type(raw)))
+    DataError::new(
+        RejectKind::WrongType,
+        format!("{path}: expected {expected}, found {}", json_type(raw)),
+    )
 }
 
 pub fn is_null(raw: &RawValue) -> bool {
@@ -38,9 +41,18 @@ pub fn is_null(raw: &RawValue) -> bool {
 impl RawObject {
     /// Reads `raw` as an object; `path` names it in errors (`trajectory[3]`).
     pub fn parse(raw: &RawValue, path: &str) -> Result<RawObject, DataError> {
-        let fields = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get())
-            .map_err(|_| wrong_type(if path.is_empty() { "record" } else { path }, "an object", raw))?;
-        Ok(RawObject { path: path.to_string(), fields })
+        let fields =
+            serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw.get()).map_err(|_| {
+                wrong_type(
+                    if path.is_empty() { "record" } else { path },
+                    "an object",
+                    raw,
+                )
+            })?;
+        Ok(RawObject {
+            path: path.to_string(),
+            fields,
+        })
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -53,7 +65,11 @@ impl RawObject {
 
     /// The path of a field of this object, for error messages.
     pub fn path_of(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 
     /// Takes a field out, treating JSON `null` as absent.
@@ -67,9 +83,17 @@ impl RawObject {
     }
 
     /// Takes and decodes an optional field.
-    pub fn take<T: DeserializeOwned>(&mut self, key: &str, expected: &str) -> Result<Option<T>, DataError> {
-        let Some(raw) = self.take_raw(key) else { return Ok(None) };
-        serde_json::from_str(raw.get()).map(Some).map_err(|_| wrong_type(&self.path_of(key), expected, &raw))
+    pub fn take<T: DeserializeOwned>(
+        &mut self,
+        key: &str,
+        expected: &str,
+    ) -> Result<Option<T>, DataError> {
+        let Some(raw) = self.take_raw(key) else {
+            return Ok(None);
+        };
+        serde_json::from_str(raw.get())
+            .map(Some)
+            .map_err(|_| wrong_type(&self.path_of(key), expected, &raw))
     }
 
     pub fn take_string(&mut self, key: &str) -> Result<Option<String>, DataError> {
@@ -88,7 +112,9 @@ impl RawObject {
 
     /// A boolean that sources also write as 0/1 or 0.0/1.0.
     pub fn take_bool_like(&mut self, key: &str) -> Result<Option<bool>, DataError> {
-        let Some(raw) = self.take_raw(key) else { return Ok(None) };
+        let Some(raw) = self.take_raw(key) else {
+            return Ok(None);
+        };
         match raw.get().trim() {
             "true" | "1" | "1.0" => Ok(Some(true)),
             "false" | "0" | "0.0" => Ok(Some(false)),
@@ -98,15 +124,22 @@ impl RawObject {
 
     /// Any JSON value as its text (objects and arrays kept verbatim, strings unquoted).
     pub fn take_as_text(&mut self, key: &str) -> Result<Option<String>, DataError> {
-        let Some(raw) = self.take_raw(key) else { return Ok(None) };
+        let Some(raw) = self.take_raw(key) else {
+            return Ok(None);
+        };
         if raw.get().trim_start().starts_with('"') {
-            return serde_json::from_str(raw.get()).map(Some).map_err(|_| wrong_type(&self.path_of(key), "a string", &raw));
+            return serde_json::from_str(raw.get())
+                .map(Some)
+                .map_err(|_| wrong_type(&self.path_of(key), "a string", &raw));
         }
         Ok(Some(raw.get().to_string()))
     }
 
     pub fn missing(&self, key: &str) -> DataError {
-        DataError::new(RejectKind::MissingField, format!("{}: required field is missing", self.path_of(key)))
+        DataError::new(
+            RejectKind::MissingField,
+            format!("{}: required field is missing", self.path_of(key)),
+        )
     }
 
     /// The fields nobody took.

@@ -26,7 +26,9 @@ pub(super) fn parse(mut obj: RawObject, ctx: &RecordCtx) -> Result<Draft, DataEr
 /// `info.submission` is the patch and `info.exit_status` how the run ended; the rest of `info`
 /// (model stats, edited-file excerpts) stays in metadata.
 pub(super) fn take_info(d: &mut Draft, obj: &mut RawObject) -> Result<(), DataError> {
-    let Some(raw) = obj.take_raw("info") else { return Ok(()) };
+    let Some(raw) = obj.take_raw("info") else {
+        return Ok(());
+    };
     let mut info = RawObject::parse(&raw, "info")?;
     if let Some(patch) = info.take_string("submission")? {
         d.t.model_patch = Some(patch);
@@ -36,8 +38,10 @@ pub(super) fn take_info(d: &mut Draft, obj: &mut RawObject) -> Result<(), DataEr
     }
     let rest = info.into_rest();
     if !rest.is_empty() {
-        let text = serde_json::to_string(&rest).map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
-        let value = RawValue::from_string(text).map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
+        let text = serde_json::to_string(&rest)
+            .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
+        let value = RawValue::from_string(text)
+            .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
         d.rest.insert("info".into(), value);
     }
     Ok(())
@@ -47,15 +51,22 @@ pub(super) fn take_info(d: &mut Draft, obj: &mut RawObject) -> Result<(), DataEr
 fn problem_statement_id(replay_config: &RawValue) -> Option<String> {
     let text = replay_config.get();
     let config: serde_json::Value = if text.trim_start().starts_with('"') {
-        serde_json::from_str::<String>(text).ok().and_then(|s| serde_json::from_str(&s).ok())?
+        serde_json::from_str::<String>(text)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())?
     } else {
         serde_json::from_str(text).ok()?
     };
-    config.pointer("/problem_statement/id")?.as_str().map(str::to_string)
+    config
+        .pointer("/problem_statement/id")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// SWE-agent names each output `<instance_id>.traj`.
 fn instance_from_file_name(name: &str) -> Option<String> {
-    let stem = name.strip_suffix(".traj").or_else(|| name.strip_suffix(".traj.json"))?;
+    let stem = name
+        .strip_suffix(".traj")
+        .or_else(|| name.strip_suffix(".traj.json"))?;
     (!stem.is_empty()).then(|| stem.to_string())
 }

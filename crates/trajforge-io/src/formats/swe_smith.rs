@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use serde_json::value::RawValue;
 use trajforge_schema::ToolCall;
 
-use super::messages::{pair_tool_results, parse_messages};
-use super::raw::{wrong_type, RawObject};
 use super::Draft;
+use super::messages::{pair_tool_results, parse_messages};
+use super::raw::{RawObject, wrong_type};
 use crate::reject::{DataError, RejectKind};
 
 pub(super) fn parse(mut obj: RawObject) -> Result<Draft, DataError> {
@@ -28,7 +28,11 @@ pub(super) fn parse(mut obj: RawObject) -> Result<Draft, DataError> {
     d.t.messages = parse_messages(&items, "messages", &mut d.extras)?;
     pair_tool_results(&mut d.t.messages)?;
     let mut extracted = 0usize;
-    for m in d.t.messages.iter_mut().filter(|m| m.role == "assistant" && m.tool_calls.is_empty()) {
+    for m in
+        d.t.messages
+            .iter_mut()
+            .filter(|m| m.role == "assistant" && m.tool_calls.is_empty())
+    {
         if let Some(call) = m.content.as_deref().and_then(xml_function_call) {
             m.tool_calls.push(call);
             extracted += 1;
@@ -36,25 +40,33 @@ pub(super) fn parse(mut obj: RawObject) -> Result<Draft, DataError> {
     }
     d.keep_rest(obj);
     if extracted > 0 {
-        d.rest.insert("tool_calls_from_text".into(), raw_json("\"xml\"")?);
+        d.rest
+            .insert("tool_calls_from_text".into(), raw_json("\"xml\"")?);
     }
     Ok(d)
 }
 
 fn raw_json(text: &str) -> Result<Box<RawValue>, DataError> {
-    RawValue::from_string(text.to_string()).map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))
+    RawValue::from_string(text.to_string())
+        .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))
 }
 
 /// `messages` as a JSON string (the published dataset) or as an array (converted copies).
 fn take_message_items(obj: &mut RawObject) -> Result<Vec<Box<RawValue>>, DataError> {
-    let raw = obj.take_raw("messages").ok_or_else(|| obj.missing("messages"))?;
+    let raw = obj
+        .take_raw("messages")
+        .ok_or_else(|| obj.missing("messages"))?;
     let text = raw.get();
     if text.trim_start().starts_with('[') {
         return serde_json::from_str(text).map_err(|_| wrong_type("messages", "an array", &raw));
     }
-    let inner: String = serde_json::from_str(text).map_err(|_| wrong_type("messages", "a JSON string or an array", &raw))?;
+    let inner: String = serde_json::from_str(text)
+        .map_err(|_| wrong_type("messages", "a JSON string or an array", &raw))?;
     serde_json::from_str(&inner).map_err(|e| {
-        DataError::new(RejectKind::InvalidJson, format!("messages: the string does not hold a JSON array of messages ({e})"))
+        DataError::new(
+            RejectKind::InvalidJson,
+            format!("messages: the string does not hold a JSON array of messages ({e})"),
+        )
     })
 }
 
@@ -87,7 +99,11 @@ fn xml_function_call(text: &str) -> Option<ToolCall> {
         rest = &after[value_end + "</parameter>".len()..];
     }
     let arguments = serde_json::to_string(&params).ok()?;
-    Some(ToolCall { id: None, name: name.to_string(), arguments })
+    Some(ToolCall {
+        id: None,
+        name: name.to_string(),
+        arguments,
+    })
 }
 
 #[cfg(test)]
@@ -99,9 +115,15 @@ mod tests {
         let text = "Look.\n<function=str_replace_editor>\n<parameter=command>view</parameter>\n<parameter=path>/testbed/a.py</parameter>\n</function>";
         let call = xml_function_call(text).expect("call");
         assert_eq!(call.name, "str_replace_editor");
-        assert_eq!(call.arguments, r#"{"command":"view","path":"/testbed/a.py"}"#);
+        assert_eq!(
+            call.arguments,
+            r#"{"command":"view","path":"/testbed/a.py"}"#
+        );
         let submit = xml_function_call("\n\n<function=submit>\n</function>").expect("call");
-        assert_eq!((submit.name.as_str(), submit.arguments.as_str()), ("submit", "{}"));
+        assert_eq!(
+            (submit.name.as_str(), submit.arguments.as_str()),
+            ("submit", "{}")
+        );
     }
 
     #[test]
