@@ -30,10 +30,10 @@ pub struct PartOptions {
 
 impl Default for PartOptions {
     fn default() -> Self {
-        // ~128 MB row groups keep scans streaming while pruning by statistics still pays off.
+        // ~64 MB (encoded) row groups bound the writer's buffer and give scans several row groups per file.
         PartOptions {
             rows_per_part: 100_000,
-            row_group_bytes: 128 << 20,
+            row_group_bytes: 64 << 20,
             row_group_rows: 16_384,
             zstd_level: 3,
         }
