@@ -77,3 +77,25 @@ fn rerun_into_the_same_directory_replaces_old_parts() {
     );
     assert_eq!(crate::common::trajectories(out.path()).len(), 2);
 }
+
+#[test]
+fn derived_ids_differ_for_same_named_files_in_different_folders() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let source = root().join("data-samples/constructed/mini-swe-agent.json");
+    for sub in ["zero", "hero"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        std::fs::copy(&source, dir.path().join(sub).join("train.json")).expect("copy");
+    }
+    let out = tempfile::tempdir().expect("tmp");
+    crate::common::ingest_into(&[dir.path().display().to_string()], out.path(), None);
+    let ids: Vec<String> = crate::common::trajectories(out.path())
+        .into_iter()
+        .map(|t| t.trajectory_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    assert!(
+        ids.iter().all(|id| id.starts_with("demo-org__pkg-104-")),
+        "{ids:?}"
+    );
+}

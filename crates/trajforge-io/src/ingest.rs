@@ -152,11 +152,17 @@ struct Chunk {
 impl Run<'_> {
     fn ingest_file(&mut self, path: &Path) -> Result<InputFile, IoError> {
         let display = path.display().to_string();
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or(&display)
-            .to_string();
+        // Derived ids hash the parent folder and file name: stable when a dataset moves, distinct
+        // for same-named files in different folders (`zero/train.jsonl`, `hero/train.jsonl`).
+        let file_name: String = {
+            let parts: Vec<&str> = path
+                .iter()
+                .rev()
+                .take(2)
+                .filter_map(|c| c.to_str())
+                .collect();
+            parts.into_iter().rev().collect::<Vec<_>>().join("/")
+        };
         let before = self.counts.clone();
         let mut format = self.opts.format;
         let mut chunk = Chunk {

@@ -136,7 +136,7 @@ impl Format {
 pub struct RecordCtx<'a> {
     /// The input path as given.
     pub file: &'a str,
-    /// The file's name without directories (stable when a dataset moves).
+    /// The file's parent folder and name (`data/train.jsonl`): stable when a dataset moves.
     pub file_name: &'a str,
     pub location: Location,
     pub stage: Option<Stage>,
@@ -238,7 +238,8 @@ impl Draft {
     }
 }
 
-/// A stable id for sources without one: the instance id plus a hash of file name and position.
+/// A stable id for sources without one: the instance id plus a hash of folder, file name and
+/// position.
 fn derived_id(instance_id: Option<&str>, ctx: &RecordCtx) -> String {
     let position = match ctx.location {
         Location::Row(r) => format!("row:{r}"),

@@ -65,6 +65,7 @@ fn problem_statement_id(replay_config: &RawValue) -> Option<String> {
 
 /// SWE-agent names each output `<instance_id>.traj`.
 fn instance_from_file_name(name: &str) -> Option<String> {
+    let name = name.rsplit('/').next().unwrap_or(name);
     let stem = name
         .strip_suffix(".traj")
         .or_else(|| name.strip_suffix(".traj.json"))?;
