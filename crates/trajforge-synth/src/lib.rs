@@ -433,3 +433,65 @@ fn write_truth(path: &Path, truth: &[(String, &'static str)]) -> Result<(), Synt
     file.write(&batch)?;
     file.finish().map(|_| ())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn planner_gives_two_or_three_rollouts_and_copies_only_clean_rows() {
+        let mut planner = Planner::new(Kind::Zero, 3, 0.3);
+        let plans: Vec<RowPlan> = (0..2000).map(|r| planner.plan(r)).collect();
+        let mut rollouts: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        for p in plans
+            .iter()
+            .filter(|p| !p.defect.is_some_and(Defect::is_duplicate))
+        {
+            rollouts.entry(p.instance).or_default().push(p.rollout);
+        }
+        // Every task but the last (cut off by the count) has rollouts 0..n with n in 2..=3.
+        let last = *rollouts.keys().next_back().expect("tasks");
+        for (instance, rs) in &rollouts {
+            let n = rs.len() as u32;
+            assert_eq!(rs, &(0..n).collect::<Vec<_>>(), "task {instance}");
+            assert!(
+                *instance == last || (2..=3).contains(&n),
+                "task {instance} has {n} rollouts"
+            );
+        }
+        for dup in plans
+            .iter()
+            .filter(|p| p.defect.is_some_and(Defect::is_duplicate))
+        {
+            let source = plans.iter().find(|p| {
+                p.row < dup.row && p.instance == dup.instance && p.rollout == dup.rollout
+            });
+            assert!(
+                source.is_some_and(|s| s.defect.is_none()),
+                "row {} copies a row that is not an earlier clean one",
+                dup.row
+            );
+        }
+    }
+
+    #[test]
+    fn hero_never_plants_forbidden_execution_and_rates_out_of_range_fail() {
+        let mut planner = Planner::new(Kind::Hero, 1, 1.0);
+        assert!((0..500).all(|r| planner.plan(r).defect != Some(Defect::ForbiddenExecution)));
+        let opts = SynthOptions {
+            kind: Kind::Zero,
+            count: 1,
+            seed: 0,
+            defect_rate: 1.5,
+            batch_rows: 1,
+        };
+        let dir = tempfile::tempdir().expect("tmp");
+        let err = synth(&opts, &dir.path().join("x.parquet"), &|_| {}).expect_err("rate 1.5");
+        assert_eq!(
+            err.to_string(),
+            "--defects must be between 0 and 1, got 1.5"
+        );
+    }
+}
