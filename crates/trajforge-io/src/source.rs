@@ -406,8 +406,8 @@ fn read_json(
         Some(b'[') => read_json_array(reader, sink),
         Some(_) => {
             let mut de = serde_json::Deserializer::from_reader(reader);
-            let parsed =
-                Box::<RawValue>::deserialize_in(&mut de).and_then(|json| de.end().map(|_| json));
+            let parsed = <Box<RawValue> as serde::Deserialize>::deserialize(&mut de)
+                .and_then(|json| de.end().map(|_| json));
             match parsed {
                 Ok(json) => sink(Event::Record(RawRecord {
                     location: Location::Row(0),
@@ -416,20 +416,6 @@ fn read_json(
                 Err(e) => sink(json_error_event(Location::Row(0), 0, &e)),
             }
         }
-    }
-}
-
-trait DeserializeIn: Sized {
-    fn deserialize_in<R: serde_json::de::Read<'static>>(
-        de: &mut serde_json::Deserializer<R>,
-    ) -> serde_json::Result<Self>;
-}
-
-impl DeserializeIn for Box<RawValue> {
-    fn deserialize_in<R: serde_json::de::Read<'static>>(
-        de: &mut serde_json::Deserializer<R>,
-    ) -> serde_json::Result<Self> {
-        serde::Deserialize::deserialize(de)
     }
 }
 

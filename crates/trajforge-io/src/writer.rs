@@ -20,7 +20,8 @@ use crate::IoError;
 pub struct PartOptions {
     /// Rows per `part-NNNNN.parquet` file.
     pub rows_per_part: usize,
-    /// A row group is closed once its buffered, uncompressed size reaches this many bytes.
+    /// A row group is closed once the writer's estimate of its encoded size reaches this many
+    /// bytes (this bounds the writer's memory).
     pub row_group_bytes: usize,
     /// … or this many rows, whichever comes first.
     pub row_group_rows: usize,
@@ -49,10 +50,89 @@ pub struct PartInfo {
     pub bytes: u64,
 }
 
-struct OpenPart {
+/// One Parquet file written under a temporary name in its final directory and renamed into
+/// place by [`ParquetFile::finish`]; a reader never sees it half-written.
+pub struct ParquetFile {
     writer: ArrowWriter<File>,
     temp: NamedTempFile,
+    path: PathBuf,
+    row_group_bytes: usize,
     rows: usize,
+}
+
+impl ParquetFile {
+    /// Starts `path` (creating its directory) with zstd, page statistics and the row-group sizing
+    /// of `options`.
+    pub fn create(
+        path: &Path,
+        schema: SchemaRef,
+        options: &PartOptions,
+    ) -> Result<ParquetFile, IoError> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| IoError::io(dir, e))?;
+        let level = ZstdLevel::try_new(options.zstd_level).map_err(|e| {
+            IoError::Config(format!("invalid zstd level {}: {e}", options.zstd_level))
+        })?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(options.row_group_rows))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        let temp = tempfile::Builder::new()
+            .prefix(".trajforge-")
+            .suffix(".parquet.tmp")
+            .permissions(readable_by_all())
+            .tempfile_in(dir)
+            .map_err(|e| IoError::io(dir, e))?;
+        let file = temp
+            .as_file()
+            .try_clone()
+            .map_err(|e| IoError::io(temp.path(), e))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(properties))
+            .map_err(|e| IoError::write(path, e))?;
+        Ok(ParquetFile {
+            writer,
+            temp,
+            path: path.to_path_buf(),
+            row_group_bytes: options.row_group_bytes,
+            rows: 0,
+        })
+    }
+
+    /// Appends a batch, closing the row group once its encoded size reaches the limit.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IoError> {
+        self.writer
+            .write(batch)
+            .map_err(|e| IoError::write(&self.path, e))?;
+        if self.writer.in_progress_size() >= self.row_group_bytes {
+            self.writer
+                .flush()
+                .map_err(|e| IoError::write(&self.path, e))?;
+        }
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Writes the footer, renames the file into place and returns its size in bytes.
+    pub fn finish(self) -> Result<u64, IoError> {
+        self.writer
+            .close()
+            .map_err(|e| IoError::write(&self.path, e))?;
+        self.temp
+            .persist(&self.path)
+            .map_err(|e| IoError::io(&self.path, e.error))?;
+        Ok(std::fs::metadata(&self.path)
+            .map_err(|e| IoError::io(&self.path, e))?
+            .len())
+    }
 }
 
 /// Writes a stream of batches of one schema as `DIR/part-NNNNN.parquet` files.
@@ -62,7 +142,7 @@ pub struct PartWriter {
     label: String,
     schema: SchemaRef,
     options: PartOptions,
-    open: Option<OpenPart>,
+    open: Option<ParquetFile>,
     parts: Vec<PartInfo>,
 }
 
@@ -93,39 +173,18 @@ impl PartWriter {
         })
     }
 
-    fn properties(&self) -> Result<WriterProperties, IoError> {
-        let level = ZstdLevel::try_new(self.options.zstd_level).map_err(|e| {
-            IoError::Config(format!(
-                "invalid zstd level {}: {e}",
-                self.options.zstd_level
-            ))
-        })?;
-        Ok(WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(self.options.row_group_rows))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .build())
+    fn part_name(&self) -> String {
+        format!("part-{:05}.parquet", self.parts.len())
     }
 
-    fn open_part(&mut self) -> Result<&mut OpenPart, IoError> {
+    fn open_part(&mut self) -> Result<&mut ParquetFile, IoError> {
         if self.open.is_none() {
-            let temp = tempfile::Builder::new()
-                .prefix(".part-")
-                .suffix(".parquet.tmp")
-                .permissions(readable_by_all())
-                .tempfile_in(&self.dir)
-                .map_err(|e| IoError::io(&self.dir, e))?;
-            let file = temp
-                .as_file()
-                .try_clone()
-                .map_err(|e| IoError::io(temp.path(), e))?;
-            let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties()?))
-                .map_err(|e| IoError::write(temp.path(), e))?;
-            self.open = Some(OpenPart {
-                writer,
-                temp,
-                rows: 0,
-            });
+            let path = self.dir.join(self.part_name());
+            self.open = Some(ParquetFile::create(
+                &path,
+                self.schema.clone(),
+                &self.options,
+            )?);
         }
         self.open
             .as_mut()
@@ -134,24 +193,14 @@ impl PartWriter {
 
     /// Appends a batch, closing row groups and parts as they fill.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), IoError> {
+        let limit = self.options.rows_per_part;
         let mut offset = 0;
         while offset < batch.num_rows() {
-            let limit = self.options.rows_per_part;
-            let row_group_bytes = self.options.row_group_bytes;
             let part = self.open_part()?;
-            let take = (limit - part.rows).min(batch.num_rows() - offset);
-            let slice = batch.slice(offset, take);
-            part.writer
-                .write(&slice)
-                .map_err(|e| IoError::write(part.temp.path(), e))?;
-            if part.writer.in_progress_size() >= row_group_bytes {
-                part.writer
-                    .flush()
-                    .map_err(|e| IoError::write(part.temp.path(), e))?;
-            }
-            part.rows += take;
+            let take = (limit - part.rows()).min(batch.num_rows() - offset);
+            part.write(&batch.slice(offset, take))?;
             offset += take;
-            if part.rows >= limit {
+            if part.rows() >= limit {
                 self.close_part()?;
             }
         }
@@ -162,20 +211,11 @@ impl PartWriter {
         let Some(part) = self.open.take() else {
             return Ok(());
         };
-        let name = format!("part-{:05}.parquet", self.parts.len());
-        let path = self.dir.join(&name);
-        part.writer
-            .close()
-            .map_err(|e| IoError::write(part.temp.path(), e))?;
-        part.temp
-            .persist(&path)
-            .map_err(|e| IoError::io(&path, e.error))?;
-        let bytes = std::fs::metadata(&path)
-            .map_err(|e| IoError::io(&path, e))?
-            .len();
+        let rows = part.rows() as u64;
+        let bytes = part.finish()?;
         self.parts.push(PartInfo {
-            path: format!("{}/{name}", self.label),
-            rows: part.rows as u64,
+            path: format!("{}/{}", self.label, self.part_name()),
+            rows,
             bytes,
         });
         Ok(())

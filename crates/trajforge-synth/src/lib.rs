@@ -14,20 +14,17 @@ mod generate;
 mod text;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
-use arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
+use trajforge_io::IoError;
+use trajforge_io::writer::{ParquetFile, PartOptions};
 
 pub use defects::Defect;
 pub use generate::{SynthCall, SynthMessage, SynthRow};
@@ -56,13 +53,9 @@ pub enum SynthError {
     /// A bad option value.
     #[error("{0}")]
     Config(String),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: {message}", path.display())]
-    Write { path: PathBuf, message: String },
+    /// Writing the corpus or its ground truth failed.
+    #[error(transparent)]
+    Output(#[from] IoError),
 }
 
 /// What to generate.
@@ -192,12 +185,14 @@ pub fn truth_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.truth.parquet"))
 }
 
-#[derive(Serialize)]
+/// A row of format 1; `Deserialize` is derived only so serde_arrow can trace the schema.
+#[derive(Serialize, serde::Deserialize)]
 struct NvRow<'a> {
     instance_id: &'a str,
     repo: &'a str,
     license: &'a str,
     trajectory_id: &'a str,
+    #[serde(borrow)]
     trajectory: Vec<NvMessage<'a>>,
     model_patch: &'a str,
     dataset: &'a str,
@@ -225,19 +220,7 @@ struct NvFunction<'a> {
 }
 
 fn nvidia_fields() -> Result<Vec<FieldRef>, SynthError> {
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Shape<'a> {
-        instance_id: &'a str,
-        repo: &'a str,
-        license: &'a str,
-        trajectory_id: &'a str,
-        #[serde(borrow)]
-        trajectory: Vec<NvMessage<'a>>,
-        model_patch: &'a str,
-        dataset: &'a str,
-    }
-    Vec::<FieldRef>::from_type::<Shape>(TracingOptions::default().strings_as_large_utf8(true))
+    Vec::<FieldRef>::from_type::<NvRow>(TracingOptions::default().strings_as_large_utf8(true))
         .map_err(|e| SynthError::Config(format!("internal schema error: {e}")))
 }
 
@@ -274,87 +257,9 @@ fn to_nvidia(row: &SynthRow) -> NvRow<'_> {
     }
 }
 
-struct AtomicParquet {
-    temp: tempfile::NamedTempFile,
-    writer: ArrowWriter<File>,
-    path: PathBuf,
-}
-
-impl AtomicParquet {
-    fn create(path: &Path, schema: Arc<Schema>) -> Result<AtomicParquet, SynthError> {
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|source| SynthError::Io {
-            path: dir.into(),
-            source,
-        })?;
-        let temp = tempfile::Builder::new()
-            .prefix(".synth-")
-            .suffix(".tmp")
-            .permissions(readable_by_all())
-            .tempfile_in(dir)
-            .map_err(|source| SynthError::Io {
-                path: dir.into(),
-                source,
-            })?;
-        let file = temp
-            .as_file()
-            .try_clone()
-            .map_err(|source| SynthError::Io {
-                path: path.into(),
-                source,
-            })?;
-        let level = ZstdLevel::try_new(3).map_err(|e| SynthError::Config(e.to_string()))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .build();
-        let writer =
-            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| write_err(path, e))?;
-        Ok(AtomicParquet {
-            temp,
-            writer,
-            path: path.into(),
-        })
-    }
-
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), SynthError> {
-        self.writer
-            .write(batch)
-            .map_err(|e| write_err(&self.path, e))?;
-        if self.writer.in_progress_size() >= 64 << 20 {
-            self.writer.flush().map_err(|e| write_err(&self.path, e))?;
-        }
-        Ok(())
-    }
-
-    fn finish(self) -> Result<u64, SynthError> {
-        self.writer.close().map_err(|e| write_err(&self.path, e))?;
-        self.temp.persist(&self.path).map_err(|e| SynthError::Io {
-            path: self.path.clone(),
-            source: e.error,
-        })?;
-        std::fs::metadata(&self.path)
-            .map(|m| m.len())
-            .map_err(|source| SynthError::Io {
-                path: self.path.clone(),
-                source,
-            })
-    }
-}
-
-/// Outputs are datasets for other tools and users: 0644, not tempfile's private 0600.
-fn readable_by_all() -> std::fs::Permissions {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::Permissions::from_mode(0o644)
-}
-
-fn write_err(path: &Path, e: impl std::fmt::Display) -> SynthError {
-    SynthError::Write {
-        path: path.into(),
-        message: e.to_string(),
-    }
+/// Arrow conversion failed on rows we built ourselves: a bug, reported against the output path.
+fn convert_err(path: &Path, e: impl std::fmt::Display) -> SynthError {
+    SynthError::Output(IoError::write(path, e))
 }
 
 /// Generates `opts.count` rows into `out` and the ground truth beside it; `progress` is called
@@ -372,7 +277,7 @@ pub fn synth(
     }
     let fields = nvidia_fields()?;
     let schema = Arc::new(Schema::new(fields.clone()));
-    let mut output = AtomicParquet::create(out, schema)?;
+    let mut output = ParquetFile::create(out, schema, &PartOptions::default())?;
     let mut planner = Planner::new(opts.kind, opts.seed, opts.defect_rate);
     let mut truth: Vec<(String, &'static str)> = Vec::new();
     let mut row = 0u64;
@@ -390,7 +295,7 @@ pub fn synth(
         }
         let records: Vec<NvRow> = rows.iter().map(to_nvidia).collect();
         let batch =
-            serde_arrow::to_record_batch(&fields, &records).map_err(|e| write_err(out, e))?;
+            serde_arrow::to_record_batch(&fields, &records).map_err(|e| convert_err(out, e))?;
         output.write(&batch)?;
         row += n;
         progress(row);
@@ -428,10 +333,11 @@ fn write_truth(path: &Path, truth: &[(String, &'static str)]) -> Result<(), Synt
             defect: d,
         })
         .collect();
-    let batch = serde_arrow::to_record_batch(&fields, &rows).map_err(|e| write_err(path, e))?;
-    let mut file = AtomicParquet::create(path, batch.schema())?;
+    let batch = serde_arrow::to_record_batch(&fields, &rows).map_err(|e| convert_err(path, e))?;
+    let mut file = ParquetFile::create(path, batch.schema(), &PartOptions::default())?;
     file.write(&batch)?;
-    file.finish().map(|_| ())
+    file.finish()?;
+    Ok(())
 }
 
 #[cfg(test)]
