@@ -203,19 +203,10 @@ impl Draft {
             ));
         }
         if !extras.is_empty() {
-            let text = serde_json::to_string(&extras)
-                .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
-            rest.insert(
-                "message_extras".into(),
-                RawValue::from_string(text)
-                    .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?,
-            );
+            rest.insert("message_extras".into(), raw::to_raw(&extras)?);
         }
         if !rest.is_empty() {
-            t.metadata = Some(
-                serde_json::to_string(&rest)
-                    .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?,
-            );
+            t.metadata = Some(raw::to_raw(&rest)?.get().to_string());
         }
         t.source_format = format.name().to_string();
         t.stage = ctx.stage;

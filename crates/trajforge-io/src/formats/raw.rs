@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
@@ -32,6 +33,13 @@ pub fn wrong_type(path: &str, expected: &str, raw: &RawValue) -> DataError {
         RejectKind::WrongType,
         format!("{path}: expected {expected}, found {}", json_type(raw)),
     )
+}
+
+/// Serialises fields the readers keep for `metadata` (maps of JSON they already parsed, so a
+/// failure here would be a bug, reported as a data error rather than a panic).
+pub fn to_raw<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, DataError> {
+    serde_json::value::to_raw_value(value)
+        .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))
 }
 
 pub fn is_null(raw: &RawValue) -> bool {

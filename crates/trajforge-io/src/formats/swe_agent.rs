@@ -5,9 +5,9 @@
 use serde_json::value::RawValue;
 
 use super::messages::{pair_tool_results, parse_messages};
-use super::raw::RawObject;
+use super::raw::{RawObject, to_raw};
 use super::{Draft, RecordCtx};
-use crate::reject::{DataError, RejectKind};
+use crate::reject::DataError;
 
 pub(super) fn parse(mut obj: RawObject, ctx: &RecordCtx) -> Result<Draft, DataError> {
     let mut d = Draft::new(Some("swe-agent"));
@@ -38,11 +38,7 @@ pub(super) fn take_info(d: &mut Draft, obj: &mut RawObject) -> Result<(), DataEr
     }
     let rest = info.into_rest();
     if !rest.is_empty() {
-        let text = serde_json::to_string(&rest)
-            .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
-        let value = RawValue::from_string(text)
-            .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))?;
-        d.rest.insert("info".into(), value);
+        d.rest.insert("info".into(), to_raw(&rest)?);
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use trajforge_schema::ToolCall;
 
 use super::Draft;
 use super::messages::{pair_tool_results, parse_messages};
-use super::raw::{RawObject, wrong_type};
+use super::raw::{RawObject, to_raw, wrong_type};
 use crate::reject::{DataError, RejectKind};
 
 pub(super) fn parse(mut obj: RawObject) -> Result<Draft, DataError> {
@@ -40,15 +40,9 @@ pub(super) fn parse(mut obj: RawObject) -> Result<Draft, DataError> {
     }
     d.keep_rest(obj);
     if extracted > 0 {
-        d.rest
-            .insert("tool_calls_from_text".into(), raw_json("\"xml\"")?);
+        d.rest.insert("tool_calls_from_text".into(), to_raw("xml")?);
     }
     Ok(d)
-}
-
-fn raw_json(text: &str) -> Result<Box<RawValue>, DataError> {
-    RawValue::from_string(text.to_string())
-        .map_err(|e| DataError::new(RejectKind::InvalidJson, e.to_string()))
 }
 
 /// `messages` as a JSON string (the published dataset) or as an array (converted copies).
