@@ -80,24 +80,37 @@ pub fn rejects(out: &Path) -> Vec<Reject> {
         .collect()
 }
 
-/// The manifest's counts balance and agree with the rows actually on disk.
-pub fn assert_accounted(out: &Path, manifest: &Manifest) {
+/// An ingest whose ledger was checked against the rows it left on disk.
+pub struct Ingested {
+    pub manifest: Manifest,
+    pub rows: Vec<Trajectory>,
+    pub rejects: Vec<Reject>,
+}
+
+/// Ingests into a fresh directory, reads back every written and rejected row, and checks that
+/// read = written + rejected and that the counts agree with the rows on disk and the manifest
+/// file.
+pub fn ingest_checked(inputs: &[String], format: Option<Format>) -> Ingested {
+    let out = tempfile::tempdir().expect("tmp");
+    let manifest = ingest_into(inputs, out.path(), format);
+    let (rows, rejects) = (trajectories(out.path()), rejects(out.path()));
     let c = &manifest.counts;
     assert_eq!(
         c.read,
         c.written + c.rejected,
         "ledger does not balance: {c:?}"
     );
-    assert_eq!(
-        trajectories(out).len() as u64,
-        c.written,
-        "written rows on disk"
-    );
-    assert_eq!(rejects(out).len() as u64, c.rejected, "reject rows on disk");
+    assert_eq!(rows.len() as u64, c.written, "written rows on disk");
+    assert_eq!(rejects.len() as u64, c.rejected, "reject rows on disk");
     let on_disk: Manifest =
-        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest"))
+        serde_json::from_slice(&std::fs::read(out.path().join("manifest.json")).expect("manifest"))
             .expect("manifest json");
     assert_eq!(&on_disk.counts, c);
+    Ingested {
+        manifest,
+        rows,
+        rejects,
+    }
 }
 
 /// All bytes of every Parquet file under `out`, by relative path.

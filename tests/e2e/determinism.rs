@@ -86,9 +86,8 @@ fn derived_ids_differ_for_same_named_files_in_different_folders() {
         std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         std::fs::copy(&source, dir.path().join(sub).join("train.json")).expect("copy");
     }
-    let out = tempfile::tempdir().expect("tmp");
-    crate::common::ingest_into(&[dir.path().display().to_string()], out.path(), None);
-    let ids: Vec<String> = crate::common::trajectories(out.path())
+    let ids: Vec<String> = crate::common::ingest_checked(&[dir.path().display().to_string()], None)
+        .rows
         .into_iter()
         .map(|t| t.trajectory_id)
         .collect();

@@ -8,19 +8,16 @@ use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use trajforge_io::{Format, Reject};
 
-use crate::common::{assert_accounted, corpus, ingest_into, rejects, trajectories, trajforge};
+use crate::common::{corpus, ingest_checked, trajforge};
 
 /// Ingests one corpus file and returns (written, rejects).
 fn ingest_one(path: &str, format: Option<Format>) -> (usize, Vec<Reject>) {
-    let out = tempfile::tempdir().expect("tmp");
-    let manifest = ingest_into(&[path.to_string()], out.path(), format);
-    assert_accounted(out.path(), &manifest);
-    let r = rejects(out.path());
+    let run = ingest_checked(&[path.to_string()], format);
     assert!(
-        r.iter().all(|r| r.source_file == path),
+        run.rejects.iter().all(|r| r.source_file == path),
         "every reject names its file"
     );
-    (trajectories(out.path()).len(), r)
+    (run.rows.len(), run.rejects)
 }
 
 fn kinds(r: &[Reject]) -> Vec<(&str, Option<u64>)> {
@@ -208,10 +205,8 @@ fn thirteen_megabyte_patch_is_kept_whole() {
     });
     let path = dir.path().join("big.jsonl");
     std::fs::write(&path, format!("{row}\n")).expect("write");
-    let out = tempfile::tempdir().expect("tmp");
-    let manifest = crate::common::ingest_into(&[path.display().to_string()], out.path(), None);
-    assert_accounted(out.path(), &manifest);
-    let got = trajectories(out.path());
+    let run = ingest_checked(&[path.display().to_string()], None);
+    let got = run.rows;
     assert_eq!(
         got[0].model_patch.as_deref().map(str::len),
         Some(patch.len())

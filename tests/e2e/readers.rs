@@ -3,7 +3,7 @@
 use serde_json::Value;
 use trajforge_schema::{Message, Trajectory};
 
-use crate::common::{assert_accounted, ingest_into, sample, trajectories};
+use crate::common::{ingest_checked, sample};
 
 fn source_json(rel: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(sample(rel)).expect("sample"))
@@ -38,16 +38,13 @@ fn assert_same_message(src: &Value, got: &Message, at: &str) {
 
 #[test]
 fn nvidia_rows_round_trip_exactly() {
-    let out = tempfile::tempdir().expect("tmp");
-    let manifest = ingest_into(
+    let run = ingest_checked(
         &[sample("real/nvidia-swe-zero-openhands.sample.json")],
-        out.path(),
         None,
     );
-    assert_accounted(out.path(), &manifest);
     let src = source_json("real/nvidia-swe-zero-openhands.sample.json");
     let src = src.as_array().expect("array of rows");
-    let got = trajectories(out.path());
+    let got = run.rows;
     assert_eq!(got.len(), src.len());
     for (s, t) in src.iter().zip(&got) {
         assert_eq!(t.source_format, "nvidia_openhands");
@@ -97,14 +94,12 @@ fn assert_tool_results_answer_the_preceding_calls(t: &Trajectory) {
 
 #[test]
 fn swe_agent_traj_files_round_trip() {
-    let out = tempfile::tempdir().expect("tmp");
     let files = [
         "real/swe-agent-marshmallow-1867.function_calling.traj",
         "real/swe-agent-marshmallow-1867.xml.traj",
     ];
-    let manifest = ingest_into(&files.map(sample), out.path(), None);
-    assert_accounted(out.path(), &manifest);
-    let got = trajectories(out.path());
+    let run = ingest_checked(&files.map(sample), None);
+    let got = run.rows;
     assert_eq!(got.len(), 2);
     for (file, t) in files.iter().zip(&got) {
         let src = source_json(file);
@@ -157,15 +152,13 @@ fn swe_agent_traj_files_round_trip() {
 
 #[test]
 fn constructed_rows_of_every_other_format() {
-    let out = tempfile::tempdir().expect("tmp");
-    let manifest = ingest_into(&[sample("constructed")], out.path(), None);
-    assert_accounted(out.path(), &manifest);
+    let run = ingest_checked(&[sample("constructed")], None);
     assert_eq!(
-        manifest.counts.rejected, 0,
+        run.manifest.counts.rejected, 0,
         "{:?}",
-        manifest.rejected_by_kind
+        run.manifest.rejected_by_kind
     );
-    let got = trajectories(out.path());
+    let got = run.rows;
     let by_format = |f: &str| {
         got.iter()
             .filter(|t| t.source_format == f)
@@ -228,15 +221,13 @@ fn constructed_rows_of_every_other_format() {
 
 #[test]
 fn forced_format_overrides_detection() {
-    let out = tempfile::tempdir().expect("tmp");
     // The nebius rows read as nvidia rows: tools/resolved are then just metadata.
-    let manifest = ingest_into(
+    let run = ingest_checked(
         &[sample("constructed/nebius-openhands.jsonl")],
-        out.path(),
         Some(trajforge_io::Format::NvidiaOpenhands),
     );
-    assert_eq!(manifest.counts.written, 2);
-    let got = trajectories(out.path());
+    assert_eq!(run.manifest.counts.written, 2);
+    let got = run.rows;
     assert!(
         got.iter()
             .all(|t| t.source_format == "nvidia_openhands" && t.tools.is_none())
@@ -283,10 +274,8 @@ fn constructed_rows_round_trip_message_by_message() {
         ("constructed/swe-smith.jsonl", "messages"),
     ];
     for (rel, key) in cases {
-        let out = tempfile::tempdir().expect("tmp");
-        let manifest = ingest_into(&[sample(rel)], out.path(), None);
-        assert_accounted(out.path(), &manifest);
-        let got = trajectories(out.path());
+        let run = ingest_checked(&[sample(rel)], None);
+        let got = run.rows;
         let src = constructed_rows(rel);
         assert_eq!(got.len(), src.len(), "{rel}");
         for (s, t) in src.iter().zip(&got) {
@@ -332,10 +321,8 @@ fn parquet_input_round_trips_synthetic_rows() {
     let expected: Vec<_> = (0..12)
         .map(|r| generate_row(&planner.plan(r), Kind::Hero, 9))
         .collect();
-    let out = tempfile::tempdir().expect("tmp");
-    let manifest = ingest_into(&[path.display().to_string()], out.path(), None);
-    assert_accounted(out.path(), &manifest);
-    let got = trajectories(out.path());
+    let run = ingest_checked(&[path.display().to_string()], None);
+    let got = run.rows;
     assert_eq!(got.len(), expected.len());
     for (e, t) in expected.iter().zip(&got) {
         assert_eq!(

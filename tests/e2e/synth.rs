@@ -10,7 +10,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use trajforge_schema::Trajectory;
 use trajforge_synth::{Kind, SynthOptions, synth, truth_path};
 
-use crate::common::{ingest_into, root, trajectories, trajforge};
+use crate::common::{ingest_checked, root, trajforge};
 
 fn read_truth(path: &Path) -> Vec<(String, String)> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("truth"))
@@ -164,10 +164,9 @@ fn planted_defects_match_their_rate_and_show_in_the_data() {
         "every defect kind planted: {per_kind:?}"
     );
 
-    let out = tempfile::tempdir().expect("tmp");
-    let manifest = ingest_into(&[path.display().to_string()], out.path(), None);
-    assert_eq!(manifest.counts.rejected, 0);
-    let rows = trajectories(out.path());
+    let run = ingest_checked(&[path.display().to_string()], None);
+    assert_eq!(run.manifest.counts.rejected, 0);
+    let rows = run.rows;
     assert_eq!(rows.len() as u64, count);
     let benchmark_keys: HashSet<String> = std::fs::read_to_string(
         root().join("data-samples/benchmarks/swe-bench-verified.instance_ids.txt"),
