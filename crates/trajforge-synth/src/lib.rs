@@ -121,16 +121,12 @@ impl Planner {
             .then(|| *self.menu.choose(&mut rng).unwrap_or(&Defect::EmptyPatch));
         if let Some(d) = defect.filter(|d| d.is_duplicate()) {
             // A duplicate copies an earlier clean rollout (only the copy is marked).
-            if let Some(&(instance, rollout)) = self
-                .recent_clean
-                .iter()
-                .collect::<Vec<_>>()
-                .choose(&mut rng)
+            if let Some(&(instance, rollout)) = self.recent_clean.make_contiguous().choose(&mut rng)
             {
                 return RowPlan {
                     row,
-                    instance: *instance,
-                    rollout: *rollout,
+                    instance,
+                    rollout,
                     defect: Some(d),
                 };
             }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use trajforge_schema::{Trajectory, batch};
 
 use crate::Global;
+use crate::progress::bar;
 
 /// Summarise a Parquet file or dataset directory and pretty-print one trajectory.
 ///
@@ -101,11 +102,26 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     let mut columns: Vec<ColumnSummary> = Vec::new();
     let mut rows = 0u64;
     let mut picked: Option<RecordBatch> = None;
+    // Footers first: the total row count drives the progress bar of the full scan.
+    let mut readers = Vec::with_capacity(files.len());
     for file in &files {
         let open = File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(open)
-            .and_then(|b| b.with_batch_size(256).build())
+        let builder = ParquetRecordBatchReaderBuilder::try_new(open)
             .with_context(|| format!("{} is not a readable Parquet file", file.display()))?;
+        let total = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        let reader = builder
+            .with_batch_size(256)
+            .build()
+            .with_context(|| format!("{} is not a readable Parquet file", file.display()))?;
+        readers.push((file, reader, total));
+    }
+    let total: u64 = readers.iter().map(|(_, _, n)| n).sum();
+    let pb = bar(
+        global,
+        total,
+        "{spinner} inspect [{bar:30}] {pos}/{len} rows {per_sec}",
+    );
+    for (file, reader, _) in readers {
         for batch in reader {
             let batch = batch.with_context(|| format!("{}: unreadable data", file.display()))?;
             let s = schema.get_or_insert_with(|| batch.schema());
@@ -135,8 +151,10 @@ pub fn run(args: Args, global: Global) -> Result<()> {
                 picked = Some(batch.slice((args.row - rows) as usize, 1));
             }
             rows += n;
+            pb.set_position(rows);
         }
     }
+    pb.finish_and_clear();
     if global.json {
         let summary = serde_json::json!({ "command": "inspect", "files": files.len(), "rows": rows, "columns": columns });
         writeln!(std::io::stdout(), "{summary}")?;
