@@ -422,9 +422,11 @@ pub fn patch_for(seed: u64, k: u64, inst: &Instance, rng: &mut ChaCha8Rng) -> St
     let mut hunk = String::new();
     for (i, line) in lines[lo..hi].iter().enumerate() {
         if lo + i == at {
+            // The added statement is padded with the edited line's whitespace characters (its
+            // indentation plus any inner spaces): plausible-looking and stable for a given seed.
+            let padding: String = line.chars().filter(|c| c.is_whitespace()).collect();
             hunk.push_str(&format!(
-                "-{line}\n+{line}  # handle None input\n+{}\n",
-                line.replace(|c: char| !c.is_whitespace(), "").to_string() + "pass"
+                "-{line}\n+{line}  # handle None input\n+{padding}pass\n"
             ));
         } else {
             hunk.push_str(&format!(" {line}\n"));
