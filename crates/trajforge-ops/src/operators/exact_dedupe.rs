@@ -1,0 +1,141 @@
+//! `exact_dedupe`: one row per identical conversation. The key is xxh3-128 over the messages
+//! canonicalised as configured (tool-call ids, UUIDs, timestamps and workspace paths ignored by
+//! default); each group keeps one row by the keep policy; with `reference`, rows identical to a
+//! row of another dataset are dropped too.
+
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use datafusion::dataframe::DataFrame;
+use datafusion::functions::string::expr_fn::concat;
+use datafusion::prelude::{Expr, col, lit, when};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::OpsError;
+use crate::canon::{Canon, Ignore};
+use crate::keep::{Keep, RankCols, keep_order, rank_groups};
+use crate::operator::{
+    BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reference_basics, udf_name,
+    with_reference,
+};
+use crate::view::MessagesView;
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExactDedupeOptions {
+    /// What two conversations may differ in and still be duplicates.
+    #[serde(default = "Ignore::all")]
+    pub ignore: Vec<Ignore>,
+    /// Path prefixes whose next component is a per-run workspace (`/workspace/django__4.0` → `<ws>`).
+    #[serde(default = "default_prefixes")]
+    pub workspace_prefixes: Vec<String>,
+    /// Which row of a group survives.
+    #[serde(default)]
+    pub keep: Keep,
+    /// SQL sort items overriding `keep` (`"resolved DESC NULLS LAST"`).
+    #[serde(default)]
+    pub order_by: Vec<String>,
+    /// Canonical Parquet datasets whose rows count as earlier copies (drop rows found there).
+    #[serde(default)]
+    pub reference: Vec<String>,
+}
+
+pub fn default_prefixes() -> Vec<String> {
+    vec!["/workspace/".into()]
+}
+
+#[derive(Debug, Clone)]
+pub struct ExactDedupe {
+    canon: Arc<Canon>,
+    options: ExactDedupeOptions,
+}
+
+impl OperatorDef for ExactDedupe {
+    const NAME: &'static str = "exact_dedupe";
+    const KIND: StepKind = StepKind::Group;
+    const SUMMARY: &'static str = "Keeps one row per identical conversation (xxh3-128 over canonicalised messages; ids, UUIDs, timestamps, workspace paths ignored as configured).";
+    const EXAMPLE: &'static str =
+        "op: exact_dedupe\nignore: [call_ids, uuids, timestamps, workspace_paths]\nkeep: best";
+    type Options = ExactDedupeOptions;
+
+    fn build(o: ExactDedupeOptions, _ctx: &StepCtx) -> Result<Arc<dyn Operator>, OpsError> {
+        Ok(Arc::new(ExactDedupe {
+            canon: Arc::new(Canon::new(&o.ignore, &o.workspace_prefixes)),
+            options: o,
+        }))
+    }
+}
+
+impl ExactDedupe {
+    fn key_expr(&self, ctx: &StepCtx) -> Expr {
+        let canon = Arc::clone(&self.canon);
+        BatchUdf::call(
+            udf_name(<Self as OperatorDef>::NAME, ctx),
+            DataType::Utf8,
+            vec![col("messages")],
+            move |args| {
+                let view = MessagesView::try_new(&args[0])?;
+                let mut b = arrow::array::StringBuilder::new();
+                for i in 0..view.len() {
+                    b.append_value(canon.hash_row(&view, i));
+                }
+                Ok(Arc::new(b.finish()))
+            },
+        )
+    }
+}
+
+impl Operator for ExactDedupe {
+    fn kind(&self) -> StepKind {
+        StepKind::Group
+    }
+
+    fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
+        Ok(vec![(ctx.col("key"), self.key_expr(ctx))])
+    }
+
+    fn decide(
+        &self,
+        df: DataFrame,
+        ctx: &StepCtx,
+        alive: Expr,
+        env: &dyn Env,
+    ) -> Result<DataFrame, OpsError> {
+        let reference = !self.options.reference.is_empty();
+        let mut df = df;
+        if reference {
+            let paths: Vec<_> = self
+                .options
+                .reference
+                .iter()
+                .map(|p| ctx.resolve(p))
+                .collect();
+            let mut provided = reference_basics();
+            provided.push((ctx.col("key"), self.key_expr(ctx)));
+            df = with_reference(df, env.reference(&paths)?, &provided)?;
+        }
+        let order = keep_order(self.options.keep, &self.options.order_by, reference, env)?;
+        let cols = RankCols {
+            rank: ctx.col("rank"),
+            first: ctx.col("first"),
+            first_is_ref: reference.then(|| ctx.col("first_ref")),
+        };
+        let df = rank_groups(df, alive.clone(), col(ctx.col("key")), order, &cols)?;
+        let of_ref = match &cols.first_is_ref {
+            Some(c) => when(col(c), lit(" in the reference")).otherwise(lit(""))?,
+            None => lit(""),
+        };
+        let dropped = alive.and(col(&cols.rank).gt(lit(1u64)));
+        let detail = concat(vec![lit("duplicate of "), col(&cols.first), of_ref]);
+        let mut df = df.with_column(&ctx.reason_col(), when(dropped, detail).end()?)?;
+        let mut temp = vec![cols.rank.clone(), cols.first.clone(), ctx.col("key")];
+        if let Some(c) = cols.first_is_ref {
+            df = df.filter(datafusion::prelude::not(col("_ref")))?;
+            temp.push(c);
+            temp.push("_ref".into());
+        }
+        let temp: Vec<&str> = temp.iter().map(String::as_str).collect();
+        Ok(df.drop_columns(&temp)?)
+    }
+}

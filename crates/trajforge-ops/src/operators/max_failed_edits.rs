@@ -1,0 +1,120 @@
+//! `max_failed_edits`: at most N failed editor calls (paper: 2 failed `str_replace_editor`
+//! calls). A call failed when its observation starts with an error marker (`ERROR`) or reports
+//! that no replacement was performed.
+
+use std::sync::Arc;
+
+use arrow::datatypes::DataType;
+use datafusion::prelude::{Expr, col};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::OpsError;
+use crate::operator::{BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reasons, udf_name};
+use crate::view::{MessagesView, exchanges};
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaxFailedEditsOptions {
+    /// Most failed editor calls a kept row may have.
+    #[serde(default = "default_max")]
+    pub max: u32,
+    /// Tool names whose calls count as edits.
+    #[serde(default = "default_tools")]
+    pub tools: Vec<String>,
+    /// An observation starting with one of these (after leading whitespace) is a failure.
+    #[serde(default = "default_prefixes")]
+    pub error_prefixes: Vec<String>,
+    /// An observation containing one of these (case-insensitive) is a failure.
+    #[serde(default = "default_phrases")]
+    pub failure_phrases: Vec<String>,
+}
+
+fn default_max() -> u32 {
+    2
+}
+fn default_tools() -> Vec<String> {
+    vec!["str_replace_editor".into()]
+}
+fn default_prefixes() -> Vec<String> {
+    vec!["ERROR".into()]
+}
+fn default_phrases() -> Vec<String> {
+    vec!["no replacement was performed".into()]
+}
+
+#[derive(Debug, Clone)]
+pub struct MaxFailedEdits {
+    options: MaxFailedEditsOptions,
+}
+
+impl OperatorDef for MaxFailedEdits {
+    const NAME: &'static str = "max_failed_edits";
+    const KIND: StepKind = StepKind::Filter;
+    const SUMMARY: &'static str = "Drops rows with more than `max` failed editor calls (paper: 2 failed str_replace_editor calls).";
+    const EXAMPLE: &'static str = "op: max_failed_edits\nmax: 2\ntools: [str_replace_editor]";
+    type Options = MaxFailedEditsOptions;
+
+    fn build(mut o: MaxFailedEditsOptions, _ctx: &StepCtx) -> Result<Arc<dyn Operator>, OpsError> {
+        for p in &mut o.failure_phrases {
+            *p = p.to_lowercase();
+        }
+        Ok(Arc::new(MaxFailedEdits { options: o }))
+    }
+}
+
+impl MaxFailedEdits {
+    fn failed(&self, observation: &str) -> bool {
+        let head = observation.trim_start();
+        if self
+            .options
+            .error_prefixes
+            .iter()
+            .any(|p| head.starts_with(p.as_str()))
+        {
+            return true;
+        }
+        let lower = observation.to_lowercase();
+        self.options
+            .failure_phrases
+            .iter()
+            .any(|p| lower.contains(p.as_str()))
+    }
+
+    pub fn check_row(&self, view: &MessagesView, row: usize) -> Option<String> {
+        let failed: Vec<usize> = exchanges(view, row)
+            .iter()
+            .filter(|e| self.options.tools.iter().any(|t| t == e.call.name))
+            .filter(|e| e.result.is_some_and(|r| self.failed(r)))
+            .map(|e| e.turn)
+            .collect();
+        (failed.len() > self.options.max as usize).then(|| {
+            format!(
+                "{} failed edits > {} (turns {:?})",
+                failed.len(),
+                self.options.max,
+                failed
+            )
+        })
+    }
+}
+
+impl Operator for MaxFailedEdits {
+    fn kind(&self) -> StepKind {
+        StepKind::Filter
+    }
+
+    fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
+        let me = self.clone();
+        let udf = BatchUdf::call(
+            udf_name(<Self as OperatorDef>::NAME, ctx),
+            DataType::Utf8,
+            vec![col("messages")],
+            move |args| {
+                let view = MessagesView::try_new(&args[0])?;
+                Ok(reasons(view.len(), |i| me.check_row(&view, i)))
+            },
+        );
+        Ok(vec![(ctx.reason_col(), udf)])
+    }
+}

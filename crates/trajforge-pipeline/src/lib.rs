@@ -1,0 +1,3 @@
+//! pipeline (in progress)
+pub mod de;
+pub mod yaml;
