@@ -2,7 +2,8 @@
 //!
 //! The command-line front end: `ingest` turns published trajectory formats into canonical
 //! Parquet, `inspect` summarises any Parquet dataset and pretty-prints a trajectory, `synth`
-//! generates realistic OpenHands trajectories with planted defects for scale tests. Global flags
+//! generates realistic OpenHands trajectories with planted defects for scale tests, `run` executes a
+//! declarative YAML pipeline on DataFusion. Global flags
 //! set the thread count (rayon, and DataFusion in later commands), silence progress bars, or ask
 //! for one machine-readable JSON summary line on stdout.
 
@@ -38,6 +39,7 @@ enum Command {
     Ingest(commands::ingest::Args),
     Inspect(commands::inspect::Args),
     Synth(commands::synth::Args),
+    Run(commands::run::Args),
 }
 
 /// Settings every command gets.
@@ -62,6 +64,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    let threads = cli
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let global = Global {
         quiet: cli.quiet,
         json: cli.json,
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
         Command::Ingest(args) => commands::ingest::run(args, global),
         Command::Inspect(args) => commands::inspect::run(args, global),
         Command::Synth(args) => commands::synth::run(args, global),
+        Command::Run(args) => commands::run::run(args, global, threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

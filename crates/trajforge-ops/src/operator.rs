@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::OpsError;
 
 /// How a step treats rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
     /// Judges each row on its own; every filter sees every row, so a row lists all its reasons.

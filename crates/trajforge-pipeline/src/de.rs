@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeSeed, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 
 use crate::yaml::{Key, Node, Origin, Value, child_path};
 

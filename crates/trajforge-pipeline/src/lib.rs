@@ -1,3 +1,24 @@
-//! pipeline (in progress)
+//! # trajforge-pipeline
+//!
+//! Declarative pipelines: `trajforge run PIPELINE.yaml`. [`yaml`] parses the file into a tree
+//! that remembers lines and key paths, applies `${ENV}` and `--set` overrides; [`de`] reads
+//! it into typed structs with errors that name the line, the key and the closest valid name;
+//! [`spec`] validates it against the operator registry into a [`Pipeline`]. [`source`] exposes
+//! canonical Parquet to DataFusion as a table with a stable `_row` ordinal, [`engine`] builds
+//! the decide and write plans (DataFusion executes them: streaming, parallel, under a memory
+//! limit with spilling), and [`run`] drives the stages with checkpoints for `--resume`, writes
+//! `kept/`, `filtered/`, `rejects/` and `manifest.json`, and checks the ledger. [`schema`]
+//! generates `schemas/pipeline.schema.json` and the operator reference from the registry.
+
 pub mod de;
+pub mod engine;
+pub mod error;
+pub mod run;
+pub mod schema;
+pub mod source;
+pub mod spec;
 pub mod yaml;
+
+pub use error::PipelineError;
+pub use run::{RunManifest, RunOptions, RunProgress, run};
+pub use spec::{LoadOptions, Pipeline, load, load_str};

@@ -2,4 +2,5 @@
 
 pub mod ingest;
 pub mod inspect;
+pub mod run;
 pub mod synth;

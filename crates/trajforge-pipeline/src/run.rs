@@ -1,0 +1,716 @@
+//! `trajforge run`: stages, checkpoints, outputs and the ledger.
+//!
+//! A run has three stages, each finished by an atomic checkpoint under `OUT/.work/`:
+//! **ingest** (raw inputs → canonical Parquet and rejects), **decide** (the decide plan →
+//! `decisions.parquet`) and **write** (the write plan → kept and filtered shards). `--resume`
+//! skips the stages whose checkpoint exists for the same configuration and inputs; an
+//! unfinished stage is redone from its start, and since every stage is deterministic the
+//! outputs are byte-identical to an uninterrupted run. The last step moves the outputs into
+//! place, checks read = kept + filtered + rejected and writes `manifest.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use trajforge_io::manifest::InputFile;
+use trajforge_io::writer::{ParquetFile, PartInfo, PartOptions, PartWriter, write_atomic};
+use trajforge_io::{IngestOptions, Progress};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::PipelineError;
+use crate::engine::{PlanEnv, REASONS, decide_plan, default_memory_limit, session, write_plan};
+use crate::source::{ROW, TrajectorySource};
+use crate::spec::Pipeline;
+
+/// How to run a pipeline.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub threads: usize,
+    pub resume: bool,
+    /// The command line, for the manifest.
+    pub command: String,
+}
+
+/// Progress of a run's stages (the CLI draws bars).
+pub trait RunProgress: Sync {
+    /// A stage starts; totals may be 0 when unknown.
+    fn stage(&self, _name: &str, _total_rows: u64, _total_bytes: u64) {}
+    /// Rows and bytes done so far in the current stage.
+    fn advance(&self, _rows: u64, _bytes: u64) {}
+    fn stage_done(&self) {}
+    /// Progress for the ingest stage.
+    fn ingest(&self) -> &dyn Progress;
+}
+
+/// Shows nothing.
+#[derive(Debug)]
+pub struct Quiet;
+
+impl RunProgress for Quiet {
+    fn ingest(&self) -> &dyn Progress {
+        &trajforge_io::ingest::NoProgress
+    }
+}
+
+/// Rows in and out of one step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepCounts {
+    pub index: usize,
+    pub name: String,
+    pub op: String,
+    pub kind: trajforge_ops::StepKind,
+    /// Rows no earlier step dropped.
+    pub rows_in: u64,
+    /// Rows neither this nor an earlier step dropped.
+    pub rows_out: u64,
+    /// Rows this step flagged, whether or not an earlier step dropped them.
+    pub flagged: u64,
+}
+
+/// read = kept + filtered + rejected.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ledger {
+    pub read: u64,
+    pub kept: u64,
+    pub filtered: u64,
+    pub rejected: u64,
+    pub balanced: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outputs {
+    pub kept: Vec<PartInfo>,
+    pub filtered: Vec<PartInfo>,
+    pub rejects: Vec<PartInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Timings {
+    pub ingest_seconds: f64,
+    pub decide_seconds: f64,
+    pub write_seconds: f64,
+    pub total_seconds: f64,
+    pub rows_per_second: f64,
+    pub input_mb_per_second: f64,
+}
+
+/// `OUT/manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunManifest {
+    pub tool: String,
+    pub tool_version: String,
+    pub schema_version: u32,
+    pub pipeline: String,
+    pub config: serde_json::Value,
+    pub config_hash: String,
+    pub command: String,
+    pub threads: usize,
+    pub memory_limit: usize,
+    pub inputs: Vec<InputFile>,
+    pub skipped_inputs: Vec<String>,
+    pub ledger: Ledger,
+    pub steps: Vec<StepCounts>,
+    /// Rows carrying each reason code (a row may carry several).
+    pub reasons: BTreeMap<String, u64>,
+    pub outputs: Outputs,
+    pub timings: Timings,
+    pub resumed: bool,
+}
+
+/// What the checkpoints record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    config_hash: String,
+    inputs_signature: String,
+    done: Vec<String>,
+    ingest: Option<IngestResult>,
+    #[serde(default)]
+    timings: Timings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct IngestResult {
+    inputs: Vec<InputFile>,
+    read: u64,
+    rejected: u64,
+}
+
+/// A stage hook for crash tests: `TRAJFORGE_PAUSE_AFTER=<point>` makes the run write
+/// `OUT/.work/paused-<point>` and wait there to be killed.
+fn pause_point(work: &Path, point: &str) {
+    if std::env::var("TRAJFORGE_PAUSE_AFTER").is_ok_and(|p| p == point) {
+        let _ = std::fs::write(work.join(format!("paused-{point}")), b"");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
+}
+
+/// Input files sorted into canonical Parquet, raw inputs and skipped files.
+struct Inputs {
+    canonical: Vec<PathBuf>,
+    raw: Vec<PathBuf>,
+    skipped: Vec<String>,
+}
+
+fn classify_inputs(inputs: &[String]) -> Result<Inputs, PipelineError> {
+    if inputs.is_empty() {
+        return Err(PipelineError::Config(
+            "no input: give `input:` in the pipeline or --input PATH".into(),
+        ));
+    }
+    let files = trajforge_io::source::expand_inputs(inputs)?;
+    let rejects = trajforge_io::reject::rejects_schema();
+    let mut out = Inputs {
+        canonical: Vec::new(),
+        raw: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for f in files {
+        if f.extension().is_some_and(|e| e == "parquet") {
+            let schema = std::fs::File::open(&f)
+                .ok()
+                .and_then(|h| ParquetRecordBatchReaderBuilder::try_new(h).ok())
+                .map(|b| Arc::clone(b.schema()));
+            if let Some(schema) = schema {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let is = |s: &arrow::datatypes::Schema| {
+                    s.fields()
+                        .iter()
+                        .all(|f| names.contains(&f.name().as_str()))
+                };
+                if is(&trajforge_schema::arrow_schema()) {
+                    out.canonical.push(f);
+                    continue;
+                }
+                if is(&rejects) {
+                    out.skipped
+                        .push(format!("{} (a rejects table)", f.display()));
+                    continue;
+                }
+            }
+        }
+        out.raw.push(f);
+    }
+    Ok(out)
+}
+
+fn signature(files: &[PathBuf]) -> String {
+    let mut text = String::new();
+    for f in files {
+        let meta = std::fs::metadata(f).ok();
+        let size = meta.as_ref().map_or(0, |m| m.len());
+        let mtime = meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        text.push_str(&format!("{}\t{size}\t{mtime}\n", f.display()));
+    }
+    format!("{:032x}", xxh3_128(text.as_bytes()))
+}
+
+fn save_state(work: &Path, state: &State) -> Result<(), PipelineError> {
+    let json =
+        serde_json::to_vec_pretty(state).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    write_atomic(&work.join("state.json"), &json)?;
+    Ok(())
+}
+
+fn load_state(work: &Path) -> Option<State> {
+    let text = std::fs::read(work.join("state.json")).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+fn remove_dir(path: &Path) -> Result<(), PipelineError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(PipelineError::io(path, e)),
+    }
+}
+
+fn part_options(p: &Pipeline) -> PartOptions {
+    PartOptions {
+        rows_per_part: p.write.rows_per_shard,
+        row_group_bytes: p.write.row_group_bytes,
+        row_group_rows: p.write.row_group_rows,
+        zstd_level: p.write.zstd_level,
+    }
+}
+
+/// Maps an executor error to a message that says what to do.
+fn explain_df(e: datafusion::error::DataFusionError, limit: usize) -> PipelineError {
+    let text = e.to_string();
+    if text.contains("Resources exhausted") || text.contains("ResourcesExhausted") {
+        return PipelineError::Config(format!(
+            "the run needs more memory than memory_limit ({} MiB) allows and could not spill: {text}. \
+             Raise it (--set memory_limit=8GiB) or use fewer --threads.",
+            limit >> 20
+        ));
+    }
+    PipelineError::Plan(e)
+}
+
+/// Runs a pipeline to completion and returns its manifest.
+pub fn run(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    progress: &dyn RunProgress,
+) -> Result<RunManifest, PipelineError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.threads.max(1))
+        .enable_time()
+        .build()
+        .map_err(|e| PipelineError::Internal(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(run_async(pipeline, opts, progress))
+}
+
+struct Ctx<'a> {
+    pipeline: &'a Pipeline,
+    opts: &'a RunOptions,
+    work: PathBuf,
+    memory_limit: usize,
+    progress: &'a dyn RunProgress,
+}
+
+async fn run_async(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    progress: &dyn RunProgress,
+) -> Result<RunManifest, PipelineError> {
+    let started = Instant::now();
+    let out = &opts.out;
+    let work = out.join(".work");
+    let inputs = classify_inputs(&pipeline.input)?;
+    let all: Vec<PathBuf> = inputs
+        .canonical
+        .iter()
+        .chain(&inputs.raw)
+        .cloned()
+        .collect();
+    let inputs_signature = signature(&all);
+    let resumed_state = if opts.resume { load_state(&work) } else { None };
+    let mut state = match resumed_state {
+        Some(s) if s.config_hash != pipeline.config_hash => {
+            return Err(PipelineError::Config(format!(
+                "cannot resume {}: the pipeline configuration changed since the interrupted run \
+                 (config hash {} then, {} now); run again without --resume",
+                out.display(),
+                s.config_hash,
+                pipeline.config_hash
+            )));
+        }
+        Some(s) if s.inputs_signature != inputs_signature => {
+            return Err(PipelineError::Config(format!(
+                "cannot resume {}: the input files changed since the interrupted run; run again without --resume",
+                out.display()
+            )));
+        }
+        Some(s) => s,
+        None => {
+            for stale in ["kept", "filtered", "rejects", ".work"] {
+                remove_dir(&out.join(stale))?;
+            }
+            let _ = std::fs::remove_file(out.join("manifest.json"));
+            State {
+                config_hash: pipeline.config_hash.clone(),
+                inputs_signature,
+                done: Vec::new(),
+                ingest: None,
+                timings: Timings::default(),
+            }
+        }
+    };
+    let resumed = !state.done.is_empty();
+    std::fs::create_dir_all(&work).map_err(|e| PipelineError::io(&work, e))?;
+    let memory_limit = pipeline.memory_limit.unwrap_or_else(default_memory_limit);
+    let cx = Ctx {
+        pipeline,
+        opts,
+        work: work.clone(),
+        memory_limit,
+        progress,
+    };
+    if !state.done.iter().any(|d| d == "ingest") {
+        let t = Instant::now();
+        state.ingest = Some(ingest_stage(&cx, &inputs)?);
+        state.timings.ingest_seconds = t.elapsed().as_secs_f64();
+        state.done.push("ingest".into());
+        save_state(&work, &state)?;
+        pause_point(&work, "ingest");
+    }
+    let ingest = state
+        .ingest
+        .clone()
+        .ok_or_else(|| PipelineError::Internal("ingest checkpoint has no result".into()))?;
+    let mut files = inputs.canonical.clone();
+    files.extend(crate::engine::parquet_files(&[work
+        .join("ingest")
+        .join("trajectories")])?);
+    let ctx = session(opts.threads, memory_limit, &work.join("spill"))?;
+    let source = TrajectorySource::open(&files)?;
+    if !state.done.iter().any(|d| d == "decide") {
+        let t = Instant::now();
+        decide_stage(&cx, &ctx, &source).await?;
+        state.timings.decide_seconds = t.elapsed().as_secs_f64();
+        state.done.push("decide".into());
+        save_state(&work, &state)?;
+        pause_point(&work, "decide");
+    }
+    let decisions = read_decisions(&work.join("decisions.parquet"))?;
+    if !state.done.iter().any(|d| d == "write") {
+        let t = Instant::now();
+        write_stage(&cx, &ctx, &source, &decisions).await?;
+        state.timings.write_seconds = t.elapsed().as_secs_f64();
+        state.done.push("write".into());
+        save_state(&work, &state)?;
+        pause_point(&work, "write");
+    }
+    let (steps, reasons) = step_counts(pipeline, &decisions)?;
+    let outputs = publish(&cx)?;
+    let kept: u64 = outputs.kept.iter().map(|p| p.rows).sum();
+    let filtered: u64 = outputs.filtered.iter().map(|p| p.rows).sum();
+    let rejected: u64 = outputs.rejects.iter().map(|p| p.rows).sum();
+    let read = ingest.read;
+    let ledger = Ledger {
+        read,
+        kept,
+        filtered,
+        rejected,
+        balanced: read == kept + filtered + rejected && rejected == ingest.rejected,
+    };
+    let mut timings = state.timings.clone();
+    timings.total_seconds = started.elapsed().as_secs_f64();
+    let busy = (timings.ingest_seconds + timings.decide_seconds + timings.write_seconds).max(1e-9);
+    timings.rows_per_second = read as f64 / busy;
+    let in_bytes: u64 = ingest.inputs.iter().map(|i| i.bytes).sum();
+    timings.input_mb_per_second = in_bytes as f64 / 1e6 / busy;
+    let manifest = RunManifest {
+        tool: "trajforge".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        schema_version: trajforge_schema::SCHEMA_VERSION,
+        pipeline: pipeline.file.clone(),
+        config: pipeline.config.clone(),
+        config_hash: pipeline.config_hash.clone(),
+        command: opts.command.clone(),
+        threads: opts.threads,
+        memory_limit,
+        inputs: ingest.inputs.clone(),
+        skipped_inputs: inputs.skipped,
+        ledger: ledger.clone(),
+        steps,
+        reasons,
+        outputs,
+        timings,
+        resumed,
+    };
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
+    write_atomic(&out.join("manifest.json"), &json)?;
+    remove_dir(&work)?;
+    if !ledger.balanced {
+        return Err(PipelineError::Internal(format!(
+            "the ledger does not balance: read {read} != kept {kept} + filtered {filtered} + rejected {rejected}"
+        )));
+    }
+    Ok(manifest)
+}
+
+/// Ingests raw inputs; fingerprints canonical ones.
+fn ingest_stage(cx: &Ctx, inputs: &Inputs) -> Result<IngestResult, PipelineError> {
+    let dir = cx.work.join("ingest");
+    remove_dir(&dir)?;
+    let mut files = Vec::new();
+    let (mut read, mut rejected) = (0, 0);
+    for path in &inputs.canonical {
+        let fp = trajforge_io::source::fingerprint_file(path)?;
+        let rows = crate::source::inspect_file(path)?.iter().map(|r| r.0).sum();
+        read += rows;
+        files.push(InputFile {
+            path: path.display().to_string(),
+            bytes: fp.bytes,
+            xxh3_128: fp.xxh3_128,
+            format: Some("canonical".into()),
+            read: rows,
+            written: rows,
+            rejected: 0,
+        });
+    }
+    let mut ingest_opts = IngestOptions::new(
+        inputs.raw.iter().map(|p| p.display().to_string()).collect(),
+        dir.clone(),
+    );
+    ingest_opts.format = cx.pipeline.format;
+    ingest_opts.command = cx.opts.command.clone();
+    if inputs.raw.is_empty() {
+        // Nothing to ingest: an empty rejects table keeps the output layout the same.
+        let w = PartWriter::create(
+            &dir,
+            "rejects",
+            trajforge_io::reject::rejects_schema(),
+            PartOptions::default(),
+        )?;
+        w.finish()?;
+    } else {
+        cx.progress.stage("ingest", 0, 0);
+        let m = trajforge_io::ingest(&ingest_opts, cx.progress.ingest())?;
+        cx.progress.stage_done();
+        read += m.counts.read;
+        rejected += m.counts.rejected;
+        files.extend(m.inputs);
+    }
+    Ok(IngestResult {
+        inputs: files,
+        read,
+        rejected,
+    })
+}
+
+/// Polls the scan counter into the progress bar while `fut` runs.
+async fn with_progress<T>(
+    cx: &Ctx<'_>,
+    source: &TrajectorySource,
+    name: &str,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    let counter = source.counter();
+    let start_rows = counter.rows.load(std::sync::atomic::Ordering::Relaxed);
+    let start_bytes = counter.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    cx.progress
+        .stage(name, source.total_rows(), source.total_bytes());
+    let mut fut = std::pin::pin!(fut);
+    let out = loop {
+        let tick = std::pin::pin!(tokio::time::sleep(std::time::Duration::from_millis(200)));
+        match futures::future::select(fut.as_mut(), tick).await {
+            futures::future::Either::Left((out, _)) => break out,
+            futures::future::Either::Right(((), _)) => {
+                let rows = counter.rows.load(std::sync::atomic::Ordering::Relaxed) - start_rows;
+                let bytes = counter.bytes.load(std::sync::atomic::Ordering::Relaxed) - start_bytes;
+                cx.progress.advance(rows, bytes);
+            }
+        }
+    };
+    cx.progress.stage_done();
+    out
+}
+
+async fn decide_stage(
+    cx: &Ctx<'_>,
+    ctx: &SessionContext,
+    source: &TrajectorySource,
+) -> Result<(), PipelineError> {
+    let env = PlanEnv::new(ctx.clone())?;
+    let df = ctx.read_table(Arc::new(source.clone()))?;
+    let plan = decide_plan(&cx.pipeline.steps, df, &env)?;
+    let batches = with_progress(cx, source, "decide", plan.collect())
+        .await
+        .map_err(|e| explain_df(e, cx.memory_limit))?;
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| PipelineError::Data("the input has no rows".into()))?;
+    let path = cx.work.join("decisions.parquet");
+    let mut file = ParquetFile::create(&path, schema, &PartOptions::default())?;
+    for b in &batches {
+        file.write(b)?;
+    }
+    file.finish()?;
+    Ok(())
+}
+
+fn read_decisions(path: &Path) -> Result<Vec<RecordBatch>, PipelineError> {
+    let file = std::fs::File::open(path).map_err(|e| PipelineError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| PipelineError::Data(format!("{}: {e}", path.display())))?
+        .with_batch_size(65_536)
+        .build()
+        .map_err(|e| PipelineError::Data(format!("{}: {e}", path.display())))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| PipelineError::Data(format!("{}: {e}", path.display())))
+}
+
+/// Rows whose reason list is empty.
+fn kept_mask(batch: &RecordBatch) -> Result<BooleanArray, PipelineError> {
+    let reasons = batch
+        .column_by_name(REASONS)
+        .ok_or_else(|| PipelineError::Internal("write plan lost the reasons column".into()))?
+        .as_list::<i32>();
+    Ok((0..batch.num_rows())
+        .map(|i| Some(reasons.value_length(i) == 0))
+        .collect())
+}
+
+async fn write_stage(
+    cx: &Ctx<'_>,
+    ctx: &SessionContext,
+    source: &TrajectorySource,
+    decisions: &[RecordBatch],
+) -> Result<(), PipelineError> {
+    let dir = cx.work.join("write");
+    remove_dir(&dir)?;
+    let src = ctx.read_table(Arc::new(source.clone()))?;
+    let dec = ctx.read_batches(decisions.to_vec())?;
+    let plan = write_plan(&cx.pipeline.steps, src, dec, &cx.pipeline.write.sort_by)?;
+    let schema = Arc::new(plan.schema().as_arrow().clone());
+    let row_idx = schema.index_of(ROW)?;
+    let filtered_cols: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| i != row_idx)
+        .collect();
+    let reason_idx = schema.index_of(REASONS)?;
+    let kept_cols: Vec<usize> = filtered_cols
+        .iter()
+        .copied()
+        .filter(|&i| i < reason_idx)
+        .collect();
+    let parts = part_options(cx.pipeline);
+    let mut kept = PartWriter::create(
+        &dir,
+        "kept",
+        Arc::new(schema.project(&kept_cols)?),
+        parts.clone(),
+    )?;
+    let mut filtered = PartWriter::create(
+        &dir,
+        "filtered",
+        Arc::new(schema.project(&filtered_cols)?),
+        parts,
+    )?;
+    let work = cx.work.clone();
+    let writing = async {
+        let mut stream = plan.execute_stream().await?;
+        let mut paused = false;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let mask = kept_mask(&batch)?;
+            let keep = filter_record_batch(&batch, &mask)?;
+            let drop = filter_record_batch(&batch, &arrow::compute::not(&mask)?)?;
+            kept.write(&keep.project(&kept_cols)?)?;
+            filtered.write(&drop.project(&filtered_cols)?)?;
+            if !paused && std::fs::read_dir(dir.join("kept")).is_ok_and(|d| d.count() > 1) {
+                paused = true;
+                pause_point(&work, "write-part");
+            }
+        }
+        Ok::<_, PipelineError>(())
+    };
+    with_progress(cx, source, "write", writing)
+        .await
+        .map_err(|e| match e {
+            PipelineError::Plan(d) => explain_df(d, cx.memory_limit),
+            other => other,
+        })?;
+    kept.finish()?;
+    filtered.finish()?;
+    Ok(())
+}
+
+/// Moves outputs from the work folder into place and lists them.
+fn publish(cx: &Ctx) -> Result<Outputs, PipelineError> {
+    let out = &cx.opts.out;
+    let moves = [
+        (cx.work.join("write").join("kept"), "kept"),
+        (cx.work.join("write").join("filtered"), "filtered"),
+        (cx.work.join("ingest").join("rejects"), "rejects"),
+    ];
+    for (from, name) in &moves {
+        let to = out.join(name);
+        if from.exists() {
+            remove_dir(&to)?;
+            std::fs::rename(from, &to).map_err(|e| PipelineError::io(&to, e))?;
+        }
+    }
+    Ok(Outputs {
+        kept: list_parts(&out.join("kept"), "kept")?,
+        filtered: list_parts(&out.join("filtered"), "filtered")?,
+        rejects: list_parts(&out.join("rejects"), "rejects")?,
+    })
+}
+
+fn list_parts(dir: &Path, label: &str) -> Result<Vec<PartInfo>, PipelineError> {
+    let mut parts = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| PipelineError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .collect();
+    names.sort();
+    for path in names {
+        let file = std::fs::File::open(&path).map_err(|e| PipelineError::io(&path, e))?;
+        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let rows = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| PipelineError::Data(format!("{}: {e}", path.display())))?
+            .metadata()
+            .file_metadata()
+            .num_rows() as u64;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        parts.push(PartInfo {
+            path: format!("{label}/{name}"),
+            rows,
+            bytes,
+        });
+    }
+    Ok(parts)
+}
+
+/// Per-step rows in/out and per-reason counts from the decisions.
+fn step_counts(
+    pipeline: &Pipeline,
+    decisions: &[RecordBatch],
+) -> Result<(Vec<StepCounts>, BTreeMap<String, u64>), PipelineError> {
+    let steps = &pipeline.steps;
+    let mut dropped_at = vec![0u64; steps.len()];
+    let mut flagged = vec![0u64; steps.len()];
+    let mut total = 0u64;
+    for batch in decisions {
+        let cols: Vec<_> = steps
+            .iter()
+            .map(|s| {
+                batch
+                    .column_by_name(&s.ctx.reason_col())
+                    .map(|c| c.logical_nulls())
+                    .ok_or_else(|| PipelineError::Internal(format!("no {}", s.ctx.reason_col())))
+            })
+            .collect::<Result<_, _>>()?;
+        for row in 0..batch.num_rows() {
+            total += 1;
+            let mut first = None;
+            for (k, nulls) in cols.iter().enumerate() {
+                let flag = nulls.as_ref().is_none_or(|n| n.is_valid(row));
+                if flag {
+                    flagged[k] += 1;
+                    first.get_or_insert(k);
+                }
+            }
+            if let Some(k) = first {
+                dropped_at[k] += 1;
+            }
+        }
+    }
+    let mut alive = total;
+    let mut counts = Vec::new();
+    let mut reasons = BTreeMap::new();
+    for (k, s) in steps.iter().enumerate() {
+        let rows_in = alive;
+        alive -= dropped_at[k];
+        counts.push(StepCounts {
+            index: k,
+            name: s.ctx.name.clone(),
+            op: s.op.to_string(),
+            kind: s.kind,
+            rows_in,
+            rows_out: alive,
+            flagged: flagged[k],
+        });
+        reasons.insert(s.ctx.name.clone(), flagged[k]);
+    }
+    Ok((counts, reasons))
+}

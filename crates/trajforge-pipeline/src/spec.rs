@@ -1,0 +1,529 @@
+//! The pipeline file: read, overridden, validated into a resolved [`Pipeline`].
+//!
+//! The top level is a `deny_unknown_fields` struct; each step is a mapping whose `op` picks an
+//! operator from the registry and whose other keys (but `name`) are that operator's options,
+//! read into its own `deny_unknown_fields` struct. Every error names the file, line, key path
+//! and, for a misspelt key, operator or value, the closest valid name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use trajforge_ops::{Operator, OperatorDef, RegistryVisitor, StepCtx, StepKind, WriteOptions};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::PipelineError;
+use crate::de::{DeError, closest, from_node};
+use crate::yaml::{self, Key, Node, Origin, Value};
+
+/// The YAML top level. `steps` is read step by step against the registry (see [`resolve`]).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Format version of the pipeline file; must be 1.
+    pub version: u32,
+    /// Inputs: files, folders or globs in any format `trajforge ingest` reads, or canonical
+    /// Parquet. Relative paths resolve against the pipeline file's folder.
+    #[serde(default)]
+    pub input: Vec<String>,
+    /// Output folder (gets `kept/`, `filtered/`, `rejects/`, `manifest.json`).
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Force one input format instead of detecting it per file (e.g. `nvidia-openhands`).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Memory the executor may use before it spills or fails: bytes or `512MiB`, `4GiB`.
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+    /// The steps, in order; each names an `op` and its options.
+    #[schemars(with = "Vec<serde_json::Value>")]
+    pub steps: StepsPlaceholder,
+}
+
+/// Accepts any value: the steps are read from the tree against the registry.
+#[derive(Debug, Default)]
+pub struct StepsPlaceholder;
+
+impl<'de> Deserialize<'de> for StepsPlaceholder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| StepsPlaceholder)
+    }
+}
+
+/// A resolved step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub ctx: StepCtx,
+    pub op: &'static str,
+    pub kind: StepKind,
+    pub operator: Arc<dyn Operator>,
+    /// The options with defaults filled in, as recorded in the manifest.
+    pub options: serde_json::Value,
+}
+
+/// A validated pipeline, ready to plan.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The pipeline file (for messages).
+    pub file: String,
+    pub base_dir: PathBuf,
+    pub input: Vec<String>,
+    pub output: Option<PathBuf>,
+    pub format: Option<trajforge_io::Format>,
+    pub memory_limit: Option<usize>,
+    /// Filter and group steps, in order (the `write` step is taken out into `write`).
+    pub steps: Vec<Step>,
+    pub write: WriteOptions,
+    /// The resolved configuration (defaults filled, overrides applied).
+    pub config: serde_json::Value,
+    /// xxh3-128 of `config` (32 hex digits).
+    pub config_hash: String,
+}
+
+/// One registry entry as the pipeline uses it.
+pub struct Entry {
+    pub name: &'static str,
+    pub kind: StepKind,
+    pub summary: &'static str,
+    pub example: &'static str,
+    #[allow(clippy::type_complexity)]
+    build: fn(&Node, &StepCtx) -> Result<(Arc<dyn Operator>, serde_json::Value), DeError>,
+    pub options_schema: fn() -> serde_json::Value,
+}
+
+fn build_with<O: OperatorDef>(
+    node: &Node,
+    ctx: &StepCtx,
+) -> Result<(Arc<dyn Operator>, serde_json::Value), DeError> {
+    let options: O::Options = from_node(node)?;
+    let json = serde_json::to_value(&options).map_err(|e| DeError {
+        message: format!("options cannot be recorded: {e}"),
+        path: Some(node.path.clone()),
+        at: Some(node.at.clone()),
+        suggestion: None,
+    })?;
+    let op = O::build(options, ctx).map_err(|e| DeError {
+        message: e.to_string(),
+        path: Some(node.path.clone()),
+        at: Some(node.at.clone()),
+        suggestion: None,
+    })?;
+    Ok((op, json))
+}
+
+fn schema_of<O: OperatorDef>() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(O::Options)).unwrap_or_default()
+}
+
+/// The operator registry as entries.
+pub fn registry() -> Vec<Entry> {
+    struct Collect(Vec<Entry>);
+    impl RegistryVisitor for Collect {
+        fn visit<O: OperatorDef>(&mut self) {
+            self.0.push(Entry {
+                name: O::NAME,
+                kind: O::KIND,
+                summary: O::SUMMARY,
+                example: O::EXAMPLE,
+                build: build_with::<O>,
+                options_schema: schema_of::<O>,
+            });
+        }
+    }
+    let mut c = Collect(Vec::new());
+    trajforge_ops::visit_operators(&mut c);
+    c.0
+}
+
+/// Parses `512MiB`, `4GiB`, `2GB`, `1000000`.
+pub fn parse_bytes(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        _ => return None,
+    };
+    Some((n * mult) as usize)
+}
+
+/// Where a config problem is, as text (`zero.yaml: line 4, column 3: steps[1].max: …`).
+fn located(file: &str, e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Config(format!("{file}: {e}"))
+}
+
+fn error_at(node: &Node, message: String, suggestion: Option<String>) -> DeError {
+    DeError {
+        message,
+        path: Some(node.path.clone()),
+        at: Some(node.at.clone()),
+        suggestion,
+    }
+}
+
+/// Applies one `--set KEY=VALUE` to the tree.
+pub fn apply_set(
+    root: &mut Node,
+    arg: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("--set {arg}: expected KEY=VALUE"))?;
+    let segments: Vec<&str> = key.split('.').collect();
+    if segments.iter().any(|s| s.is_empty()) {
+        return Err(format!("--set {arg}: empty segment in key {key:?}"));
+    }
+    let mut value = yaml::parse(value, env).map_err(|e| format!("--set {arg}: {e}"))?;
+    set_origin(&mut value, &Origin::Set(arg.to_string()));
+    let mut node = root;
+    let mut rest = &segments[..];
+    if rest.len() >= 2 && rest[0] == "steps" {
+        node = find_step(node, rest[1]).map_err(|m| format!("--set {arg}: {m}"))?;
+        rest = &rest[2..];
+    }
+    for (i, seg) in rest.iter().enumerate() {
+        let last = i + 1 == rest.len();
+        let Value::Map(entries) = &mut node.value else {
+            return Err(format!(
+                "--set {arg}: {} is {}, not a mapping",
+                node.path,
+                node.kind()
+            ));
+        };
+        let pos = match entries.iter().position(|(k, _)| k.name == *seg) {
+            Some(p) => p,
+            None => {
+                let empty = Node {
+                    value: Value::Map(Vec::new()),
+                    at: Origin::Set(arg.to_string()),
+                    path: String::new(),
+                };
+                entries.push((
+                    Key {
+                        name: seg.to_string(),
+                        at: Origin::Set(arg.to_string()),
+                    },
+                    empty,
+                ));
+                entries.len() - 1
+            }
+        };
+        let parent_path = node.path.clone();
+        let Value::Map(entries) = &mut node.value else {
+            return Err("internal: mapping changed while editing".into());
+        };
+        let child = &mut entries[pos].1;
+        if last {
+            *child = value.clone();
+            child.relabel(&yaml::child_path(&parent_path, seg));
+            return Ok(());
+        }
+        child.path = yaml::child_path(&parent_path, seg);
+        node = child;
+    }
+    Err(format!("--set {arg}: name a key inside the step"))
+}
+
+fn set_origin(node: &mut Node, at: &Origin) {
+    node.at = at.clone();
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| set_origin(n, at)),
+        Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+            k.at = at.clone();
+            set_origin(v, at);
+        }),
+        _ => {}
+    }
+}
+
+fn step_name(step: &Node) -> Option<&str> {
+    step.get("name")
+        .and_then(Node::as_str)
+        .or_else(|| step.get("op").and_then(Node::as_str))
+}
+
+fn find_step<'a>(root: &'a mut Node, which: &str) -> Result<&'a mut Node, String> {
+    let Some(Value::Seq(steps)) = root.get("steps").map(|n| &n.value) else {
+        return Err("the pipeline has no steps list".into());
+    };
+    let names: Vec<String> = steps
+        .iter()
+        .filter_map(|s| step_name(s).map(String::from))
+        .collect();
+    let index = match which.parse::<usize>() {
+        Ok(i) if i < steps.len() => i,
+        _ => names.iter().position(|n| n == which).ok_or_else(|| {
+            let hint = closest(which, names.iter().map(String::as_str))
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            format!("no step named `{which}`; steps: {}{hint}", names.join(", "))
+        })?,
+    };
+    let Value::Map(entries) = &mut root.value else {
+        return Err("the pipeline is not a mapping".into());
+    };
+    let Some((_, steps)) = entries.iter_mut().find(|(k, _)| k.name == "steps") else {
+        return Err("the pipeline has no steps list".into());
+    };
+    match &mut steps.value {
+        Value::Seq(items) => Ok(&mut items[index]),
+        _ => Err("steps is not a list".into()),
+    }
+}
+
+/// Everything needed to read a pipeline.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub sets: Vec<String>,
+    /// Overrides `input`.
+    pub inputs: Vec<String>,
+    /// Overrides `output`.
+    pub output: Option<PathBuf>,
+}
+
+/// Reads, overrides and validates a pipeline file.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Pipeline, PipelineError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        PipelineError::Config(format!("cannot read pipeline {}: {e}", path.display()))
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    let env = |name: &str| std::env::var(name).ok();
+    load_str(&text, &path.display().to_string(), &base_dir, opts, &env)
+}
+
+/// [`load`] from text (tests and `--explain` of inline pipelines).
+pub fn load_str(
+    text: &str,
+    file: &str,
+    base_dir: &Path,
+    opts: &LoadOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, PipelineError> {
+    let mut root = yaml::parse(text, env).map_err(|e| located(file, e))?;
+    for set in &opts.sets {
+        apply_set(&mut root, set, env).map_err(PipelineError::Config)?;
+    }
+    let top: PipelineFile = from_node(&root).map_err(|e| located(file, e))?;
+    if top.version != 1 {
+        let node = root.get("version").unwrap_or(&root);
+        return Err(located(
+            file,
+            error_at(
+                node,
+                format!(
+                    "version {} is not supported; write `version: 1`",
+                    top.version
+                ),
+                None,
+            ),
+        ));
+    }
+    let steps_node = root.get("steps").cloned().unwrap_or(Node {
+        value: Value::Null,
+        at: root.at.clone(),
+        path: "steps".into(),
+    });
+    let (steps, write, step_configs) =
+        resolve(&steps_node, base_dir).map_err(|e| located(file, e))?;
+    let resolve_path = |p: &str| {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base_dir.join(p)
+        }
+    };
+    let input: Vec<String> = if opts.inputs.is_empty() {
+        top.input
+            .iter()
+            .map(|i| resolve_path(i).display().to_string())
+            .collect()
+    } else {
+        opts.inputs.clone()
+    };
+    let output = opts
+        .output
+        .clone()
+        .or_else(|| top.output.as_deref().map(resolve_path));
+    let format = match &top.format {
+        Some(f) => Some(trajforge_io::Format::from_name(f).ok_or_else(|| {
+            let node = root.get("format").unwrap_or(&root);
+            let names: Vec<&str> = trajforge_io::Format::ALL.iter().map(|f| f.name()).collect();
+            let hint = closest(f, names.iter().copied());
+            located(
+                file,
+                error_at(
+                    node,
+                    format!("unknown format `{f}`; formats: {}", names.join(", ")),
+                    hint,
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let memory_limit = match &top.memory_limit {
+        Some(m) => Some(parse_bytes(m).ok_or_else(|| {
+            let node = root.get("memory_limit").unwrap_or(&root);
+            located(
+                file,
+                error_at(
+                    node,
+                    format!("{m:?} is not a size; write bytes or e.g. 512MiB, 4GiB"),
+                    None,
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let config = serde_json::json!({
+        "version": top.version,
+        "format": top.format,
+        "memory_limit": memory_limit,
+        "steps": step_configs,
+        "write": serde_json::to_value(&write).unwrap_or_default(),
+    });
+    let config_hash = format!("{:032x}", xxh3_128(config.to_string().as_bytes()));
+    Ok(Pipeline {
+        file: file.to_string(),
+        base_dir: base_dir.to_path_buf(),
+        input,
+        output,
+        format,
+        memory_limit,
+        steps,
+        write,
+        config,
+        config_hash,
+    })
+}
+
+type Resolved = (Vec<Step>, WriteOptions, Vec<serde_json::Value>);
+
+/// Reads the steps against the registry.
+fn resolve(steps_node: &Node, base_dir: &Path) -> Result<Resolved, DeError> {
+    let Value::Seq(items) = &steps_node.value else {
+        return Err(error_at(
+            steps_node,
+            format!("steps must be a list of steps, found {}", steps_node.kind()),
+            None,
+        ));
+    };
+    if items.is_empty() {
+        return Err(error_at(
+            steps_node,
+            "the pipeline has no steps".into(),
+            None,
+        ));
+    }
+    let registry = registry();
+    let names: Vec<&str> = registry.iter().map(|e| e.name).collect();
+    let mut steps = Vec::new();
+    let mut configs = Vec::new();
+    let mut write = None;
+    for (index, item) in items.iter().enumerate() {
+        let Value::Map(entries) = &item.value else {
+            return Err(error_at(
+                item,
+                format!("a step must be a mapping with `op`, found {}", item.kind()),
+                None,
+            ));
+        };
+        let op_node = item
+            .get("op")
+            .ok_or_else(|| error_at(item, "step has no `op`".into(), None))?;
+        let op = op_node.as_str().ok_or_else(|| {
+            error_at(
+                op_node,
+                format!("op must be a name, found {}", op_node.kind()),
+                None,
+            )
+        })?;
+        let Some(entry) = registry.iter().find(|e| e.name == op) else {
+            return Err(error_at(
+                op_node,
+                format!("unknown operator `{op}`; operators: {}", names.join(", ")),
+                closest(op, names.iter().copied()),
+            ));
+        };
+        let name = match item.get("name") {
+            Some(n) => n
+                .as_str()
+                .ok_or_else(|| {
+                    error_at(
+                        n,
+                        format!("name must be a string, found {}", n.kind()),
+                        None,
+                    )
+                })?
+                .to_string(),
+            None => op.to_string(),
+        };
+        if steps.iter().any(|s: &Step| s.ctx.name == name) {
+            return Err(error_at(
+                item,
+                format!("two steps are named `{name}`; give one a distinct `name:`"),
+                None,
+            ));
+        }
+        if write.is_some() {
+            return Err(error_at(item, "`write` must be the last step".into(), None));
+        }
+        let options = Node {
+            value: Value::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| k.name != "op" && k.name != "name")
+                    .cloned()
+                    .collect(),
+            ),
+            at: item.at.clone(),
+            path: item.path.clone(),
+        };
+        let ctx = StepCtx {
+            index,
+            name: name.clone(),
+            base_dir: base_dir.to_path_buf(),
+        };
+        let (operator, json) = (entry.build)(&options, &ctx)?;
+        configs.push(serde_json::json!({ "name": name, "op": op, "options": json }));
+        if let Some(w) = operator.write_options() {
+            write = Some(w.clone());
+            continue;
+        }
+        steps.push(Step {
+            ctx,
+            op: entry.name,
+            kind: entry.kind,
+            operator,
+            options: json,
+        });
+    }
+    Ok((steps, write.unwrap_or_default(), configs))
+}
+
+/// Serialises the resolved steps for `--explain`.
+#[derive(Debug, Serialize)]
+pub struct ExplainStep<'a> {
+    pub index: usize,
+    pub name: &'a str,
+    pub op: &'a str,
+    pub kind: StepKind,
+    pub options: &'a serde_json::Value,
+}
