@@ -22,3 +22,6 @@ pub mod yaml;
 pub use error::PipelineError;
 pub use run::{RunManifest, RunOptions, RunProgress, run};
 pub use spec::{LoadOptions, Pipeline, load, load_str};
+
+#[cfg(test)]
+mod docs_tests;

@@ -527,3 +527,141 @@ pub struct ExplainStep<'a> {
     pub kind: StepKind,
     pub options: &'a serde_json::Value,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, sets: &[&str]) -> Result<Pipeline, PipelineError> {
+        let env = |k: &str| match k {
+            "THRESH" => Some("0.9".to_string()),
+            _ => None,
+        };
+        let opts = LoadOptions {
+            sets: sets.iter().map(|s| s.to_string()).collect(),
+            ..LoadOptions::default()
+        };
+        load_str(text, "p.yaml", Path::new("/base"), &opts, &env)
+    }
+
+    const GOOD: &str = "version: 1\ninput: [raw]\noutput: out\nsteps:\n  - op: max_assistant_turns\n    max: 50\n  - op: near_dedupe\n    name: dedupe\n    threshold: ${THRESH}\n  - op: write\n    sort_by: [instance_id]\n";
+
+    #[test]
+    fn resolves_steps_defaults_env_and_paths() {
+        let p = load_text(GOOD, &[]).expect("valid");
+        assert_eq!(p.steps.len(), 2);
+        assert_eq!(p.steps[1].ctx.name, "dedupe");
+        assert_eq!(p.steps[1].options["threshold"], 0.9);
+        assert_eq!(p.steps[1].options["num_perm"], 128);
+        assert_eq!(p.write.sort_by, ["instance_id"]);
+        assert_eq!(p.input, ["/base/raw"]);
+        assert_eq!(p.output, Some(PathBuf::from("/base/out")));
+        assert_eq!(p.config_hash.len(), 32);
+    }
+
+    #[test]
+    fn set_overrides_by_step_name_index_and_top_level() {
+        let p = load_text(
+            GOOD,
+            &[
+                "steps.dedupe.threshold=0.7",
+                "steps.0.max=10",
+                "memory_limit=1GiB",
+            ],
+        )
+        .expect("valid");
+        assert_eq!(p.steps[1].options["threshold"], 0.7);
+        assert_eq!(p.steps[0].options["max"], 10);
+        assert_eq!(p.memory_limit, Some(1 << 30));
+        let base = load_text(GOOD, &[]).expect("valid");
+        assert_ne!(p.config_hash, base.config_hash);
+    }
+
+    fn err(text: &str, sets: &[&str]) -> String {
+        load_text(text, sets).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn unknown_operator_names_the_line_and_suggests() {
+        let e = err(&GOOD.replace("op: near_dedupe", "op: near_dedup"), &[]);
+        assert!(
+            e.starts_with("p.yaml: line 7, column 9: steps[1].op: unknown operator `near_dedup`"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `near_dedupe`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_option_key_and_wrong_type_are_located() {
+        let e = err(&GOOD.replace("    max: 50", "    maxx: 50"), &[]);
+        assert!(
+            e.contains("line 6, column 5: steps[0].maxx: unknown key `maxx`"),
+            "{e}"
+        );
+        assert!(e.contains("did you mean `max`"), "{e}");
+        let e = err(&GOOD.replace("max: 50", "max: lots"), &[]);
+        assert!(
+            e.contains("line 6, column 10: steps[0].max: invalid type: string \"lots\""),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("version: 1", "version: 1\nouptut: x"), &[]);
+        assert!(e.contains("did you mean `output`"), "{e}");
+    }
+
+    #[test]
+    fn set_errors_name_the_argument() {
+        let e = err(GOOD, &["steps.dedup.threshold=0.7"]);
+        assert!(
+            e.contains("no step named `dedup`") && e.contains("did you mean `dedupe`"),
+            "{e}"
+        );
+        let e = err(GOOD, &["steps.dedupe.treshold=0.7"]);
+        assert!(
+            e.contains("--set steps.dedupe.treshold=0.7: steps[1].treshold: unknown key"),
+            "{e}"
+        );
+        let e = err(GOOD, &["steps.dedupe.threshold=high"]);
+        assert!(e.contains("--set steps.dedupe.threshold=high"), "{e}");
+        assert!(err(GOOD, &["nonsense"]).contains("expected KEY=VALUE"));
+    }
+
+    #[test]
+    fn operator_validation_errors_are_located() {
+        let e = err(&GOOD.replace("${THRESH}", "1.5"), &[]);
+        assert!(e.contains("steps[1]: threshold must be in (0, 1]"), "{e}");
+        let e = err(
+            &GOOD.replace(
+                "  - op: write\n    sort_by: [instance_id]\n",
+                "  - op: write\n  - op: non_empty_patch\n",
+            ),
+            &[],
+        );
+        assert!(e.contains("`write` must be the last step"), "{e}");
+        let e = err(
+            &GOOD.replace("name: dedupe", "name: max_assistant_turns"),
+            &[],
+        );
+        assert!(
+            e.contains("two steps are named `max_assistant_turns`"),
+            "{e}"
+        );
+        assert!(err("version: 2\nsteps: []\n", &[]).contains("version 2 is not supported"));
+        assert!(err("version: 1\nsteps: []\n", &[]).contains("no steps"));
+        assert!(
+            err(
+                "version: 1\nmemory_limit: lots\nsteps: [{op: non_empty_patch}]\n",
+                &[]
+            )
+            .contains("not a size")
+        );
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
+        assert_eq!(parse_bytes("1000"), Some(1000));
+        assert_eq!(parse_bytes("1.5GiB"), Some(3 << 29));
+        assert_eq!(parse_bytes("x"), None);
+    }
+}
