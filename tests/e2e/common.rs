@@ -115,8 +115,13 @@ pub fn ingest_checked(inputs: &[String], format: Option<Format>) -> Ingested {
 
 /// All bytes of every Parquet file under `out`, by relative path.
 pub fn output_bytes(out: &Path) -> Vec<(String, Vec<u8>)> {
+    dir_bytes(out, &["trajectories", "rejects"])
+}
+
+/// All bytes of every Parquet file in the given subfolders of `out`, by relative path.
+pub fn dir_bytes(out: &Path, subs: &[&str]) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
-    for sub in ["trajectories", "rejects"] {
+    for sub in subs {
         for p in parts(&out.join(sub)) {
             files.push((
                 format!(

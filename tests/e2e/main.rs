@@ -5,4 +5,5 @@ mod common;
 mod determinism;
 mod malformed;
 mod readers;
+mod run;
 mod synth;

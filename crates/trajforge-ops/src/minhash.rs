@@ -335,7 +335,7 @@ mod tests {
         b[0] = 9;
         let mut c = b.clone();
         c[1] = 9;
-        let other = vec![5u32; 16];
+        let other = [5u32; 16];
         let sigs = [
             Some(&a[..]),
             Some(&other[..]),

@@ -223,7 +223,7 @@ impl Lexer<'_> {
             loop {
                 let mut line = String::new();
                 let mut any = false;
-                while let Some((_, c)) = self.chars.next() {
+                for (_, c) in self.chars.by_ref() {
                     any = true;
                     if c == '\n' {
                         break;

@@ -106,7 +106,7 @@ impl<'a> MessagesView<'a> {
     }
 }
 
-fn opt_str<'a>(a: &'a StringArray, i: usize) -> Option<&'a str> {
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
     (!a.is_null(i)).then(|| a.value(i))
 }
 

@@ -1,0 +1,592 @@
+//! `trajforge run`: the shipped pipelines on the samples (snapshots), the synthetic corpus's
+//! ground truth, thread-count determinism, resume after kill -9, and config errors.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow::array::{AsArray, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+
+use crate::common::{dir_bytes, root, trajforge};
+
+const OUTPUTS: [&str; 3] = ["kept", "filtered", "rejects"];
+
+fn pipeline(name: &str) -> String {
+    root().join("pipelines").join(name).display().to_string()
+}
+
+/// Runs the binary and returns the manifest, failing with its stderr.
+fn run(args: &[&str]) -> Value {
+    let out = trajforge(args);
+    assert!(
+        out.status.success(),
+        "trajforge {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = args
+        .iter()
+        .position(|a| *a == "--out")
+        .map(|i| PathBuf::from(args[i + 1]))
+        .expect("tests pass --out");
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("manifest");
+    serde_json::from_str(&text).expect("manifest is JSON")
+}
+
+fn batches(dir: &Path) -> Vec<RecordBatch> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("output folder")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).expect("open"))
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        out.extend(reader.map(|b| b.expect("batch")));
+    }
+    out
+}
+
+/// `trajectory_id` → reason codes of every row in `out/filtered`.
+fn filtered_reasons(out: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut map = BTreeMap::new();
+    for b in batches(&out.join("filtered")) {
+        let ids = b
+            .column_by_name("trajectory_id")
+            .expect("id")
+            .as_string::<i32>();
+        let reasons = b
+            .column_by_name("reasons")
+            .expect("reasons")
+            .as_list::<i32>();
+        for i in 0..b.num_rows() {
+            let r = reasons.value(i);
+            let codes: Vec<String> = r
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap_or_default().to_string())
+                .collect();
+            assert!(!codes.is_empty(), "a filtered row has no reason");
+            map.insert(ids.value(i).to_string(), codes);
+        }
+    }
+    map
+}
+
+fn kept_ids(out: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for b in batches(&out.join("kept")) {
+        let col = b
+            .column_by_name("trajectory_id")
+            .expect("id")
+            .as_string::<i32>();
+        ids.extend((0..b.num_rows()).map(|i| col.value(i).to_string()));
+    }
+    ids
+}
+
+/// What a snapshot records: the ledger, rows per step and per reason, and the kept ids.
+fn summary(manifest: &Value, out: &Path) -> Value {
+    let steps: Vec<Value> = manifest["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| serde_json::json!([s["name"], s["rows_in"], s["rows_out"], s["flagged"]]))
+        .collect();
+    let mut kept = kept_ids(out);
+    kept.sort();
+    serde_json::json!({
+        "ledger": manifest["ledger"],
+        "steps (name, in, out, flagged)": steps,
+        "reasons": manifest["reasons"],
+        "kept": kept,
+    })
+}
+
+fn assert_ledger(m: &Value, out: &Path) {
+    let l = &m["ledger"];
+    let n = |k: &str| l[k].as_u64().expect("count");
+    assert_eq!(n("read"), n("kept") + n("filtered") + n("rejected"));
+    assert_eq!(l["balanced"], true);
+    let rows = |sub: &str| -> u64 {
+        batches(&out.join(sub))
+            .iter()
+            .map(|b| b.num_rows() as u64)
+            .sum()
+    };
+    assert_eq!(rows("kept"), n("kept"));
+    assert_eq!(rows("filtered"), n("filtered"));
+    assert_eq!(rows("rejects"), n("rejected"));
+}
+
+#[test]
+fn shipped_pipelines_on_the_samples() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let samples = root().join("data-samples").display().to_string();
+    let quick = tmp.path().join("quickstart");
+    let m = run(&[
+        "run",
+        &pipeline("quickstart.yaml"),
+        "--out",
+        quick.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    assert_ledger(&m, &quick);
+    insta::assert_json_snapshot!("quickstart", summary(&m, &quick));
+
+    let zero = tmp.path().join("zero");
+    let m = run(&[
+        "run",
+        &pipeline("zero.yaml"),
+        "--input",
+        &samples,
+        "--out",
+        zero.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    assert_ledger(&m, &zero);
+    insta::assert_json_snapshot!("zero", summary(&m, &zero));
+
+    // HERO rows against the ZERO output just written.
+    let hero = tmp.path().join("hero");
+    let reference = format!(
+        "steps.exact_dedupe.reference=[{}]",
+        zero.join("kept").display()
+    );
+    let near_ref = format!(
+        "steps.near_dedupe.reference=[{}]",
+        zero.join("kept").display()
+    );
+    let m = run(&[
+        "run",
+        &pipeline("hero.yaml"),
+        "--input",
+        &samples,
+        "--out",
+        hero.to_str().expect("utf8"),
+        "--set",
+        &reference,
+        "--set",
+        &near_ref,
+        "--quiet",
+    ]);
+    assert_ledger(&m, &hero);
+    // Everything ZERO kept is in the reference, so HERO keeps none of those rows again.
+    let zero_kept: BTreeSet<String> = kept_ids(&zero).into_iter().collect();
+    assert!(kept_ids(&hero).iter().all(|id| !zero_kept.contains(id)));
+    insta::assert_json_snapshot!("hero", summary(&m, &hero));
+}
+
+#[test]
+fn filtered_rows_list_every_reason_that_applied() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("o");
+    let samples = root().join("data-samples").display().to_string();
+    // Two filters that overlap on purpose: every HERO synth row runs python and has > 5 turns.
+    let yaml = tmp.path().join("p.yaml");
+    std::fs::write(
+        &yaml,
+        "version: 1\nsteps:\n  - op: max_assistant_turns\n    max: 5\n  - op: no_execution\n  - op: exact_dedupe\n",
+    )
+    .expect("write");
+    let m = run(&[
+        "run",
+        yaml.to_str().expect("utf8"),
+        "--input",
+        &samples,
+        "--out",
+        out.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    assert_ledger(&m, &out);
+    let reasons = filtered_reasons(&out);
+    let both = reasons.values().filter(|r| r.len() >= 2).count();
+    assert!(both > 0, "some rows fail both filters: {reasons:?}");
+    let flagged: u64 = m["reasons"]["no_execution"].as_u64().expect("count");
+    let listed = reasons
+        .values()
+        .filter(|r| r.contains(&"no_execution".to_string()))
+        .count() as u64;
+    assert_eq!(
+        flagged, listed,
+        "rows dropped first by max_assistant_turns still list no_execution"
+    );
+}
+
+fn read_truth(path: &Path) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for b in batches_of(path) {
+        let ids = b.column(0).as_string::<i32>();
+        let defects = b.column(1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.insert(ids.value(i).to_string(), defects.value(i).to_string());
+        }
+    }
+    out
+}
+
+fn batches_of(file: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(file).expect("open"))
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .map(|b| b.expect("batch"))
+        .collect()
+}
+
+/// The operator that must catch each planted defect (`over_length` is the tokenizer's).
+fn catcher(defect: &str) -> Option<&'static str> {
+    Some(match defect {
+        "exact_duplicate" => "exact_dedupe",
+        "near_duplicate" => "near_dedupe",
+        "forbidden_execution" => "no_execution",
+        "benchmark_instance" => "decontaminate",
+        "empty_patch" => "non_empty_patch",
+        "too_many_turns" => "max_assistant_turns",
+        "bad_tool_call_count" => "one_tool_call_per_turn",
+        "failed_edits" => "max_failed_edits",
+        "touches_tests" => "patch_touches_tests",
+        _ => return None,
+    })
+}
+
+/// Every planted defect is caught by its operator, and no clean row is dropped by a quality
+/// filter. Duplicates copy earlier rows, so `keep: first` makes the copy the one dropped.
+#[test]
+fn zero_pipeline_finds_the_planted_defects_and_only_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let corpus = tmp.path().join("zero.parquet");
+    let opts = trajforge_synth::SynthOptions {
+        kind: trajforge_synth::Kind::Zero,
+        count: 400,
+        seed: 11,
+        defect_rate: 0.4,
+        batch_rows: 64,
+    };
+    trajforge_synth::synth(&opts, &corpus, &|_| {}).expect("synth");
+    let truth = read_truth(&trajforge_synth::truth_path(&corpus));
+    let out = tmp.path().join("out");
+    let m = run(&[
+        "run",
+        &pipeline("zero.yaml"),
+        "--input",
+        corpus.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--quiet",
+        "--set",
+        "steps.exact_dedupe.keep=first",
+        "--set",
+        "steps.near_dedupe.keep=first",
+    ]);
+    assert_ledger(&m, &out);
+    let reasons = filtered_reasons(&out);
+    let mut per_defect: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (id, defect) in &truth {
+        let Some(step) = catcher(defect) else {
+            continue;
+        };
+        let caught = reasons.get(id).is_some_and(|r| r.iter().any(|c| c == step));
+        let e = per_defect.entry(defect.clone()).or_default();
+        e.0 += 1;
+        e.1 += u64::from(caught);
+    }
+    for (defect, (planted, caught)) in &per_defect {
+        assert_eq!(planted, caught, "{defect}: caught {caught} of {planted}");
+    }
+    assert!(
+        per_defect.len() >= 8,
+        "most defect kinds were planted: {per_defect:?}"
+    );
+    let group_steps = ["exact_dedupe", "near_dedupe"];
+    for (id, codes) in &reasons {
+        if truth.contains_key(id) {
+            continue;
+        }
+        let quality: Vec<&String> = codes
+            .iter()
+            .filter(|c| !group_steps.contains(&c.as_str()))
+            .collect();
+        assert!(quality.is_empty(), "clean row {id} dropped by {quality:?}");
+    }
+}
+
+/// Near-dedupe decisions agree with brute-force exact Jaccard over the same shingles.
+#[test]
+fn near_dedupe_matches_brute_force_jaccard() {
+    use trajforge_ops::minhash::MinHasher;
+    use trajforge_ops::operators::near_dedupe::{ShingleText, row_words};
+    use trajforge_ops::view::MessagesView;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let corpus = tmp.path().join("zero.parquet");
+    let opts = trajforge_synth::SynthOptions {
+        kind: trajforge_synth::Kind::Zero,
+        count: 160,
+        seed: 5,
+        defect_rate: 0.5,
+        batch_rows: 64,
+    };
+    trajforge_synth::synth(&opts, &corpus, &|_| {}).expect("synth");
+    let yaml = tmp.path().join("p.yaml");
+    std::fs::write(
+        &yaml,
+        "version: 1\nsteps:\n  - op: near_dedupe\n    threshold: 0.8\n    keep: first\n",
+    )
+    .expect("write");
+    let out = tmp.path().join("out");
+    run(&[
+        "run",
+        yaml.to_str().expect("utf8"),
+        "--input",
+        corpus.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    let flagged: BTreeSet<String> = filtered_reasons(&out).into_keys().collect();
+    // Brute force over the ingested rows in input order.
+    let mh = MinHasher::new(128, 5, 1);
+    let mut rows: Vec<(String, Vec<u64>)> = Vec::new();
+    for b in batches_of(&corpus_canonical(&corpus, tmp.path())) {
+        let ids = b
+            .column_by_name("trajectory_id")
+            .expect("id")
+            .as_string::<i32>();
+        let view =
+            MessagesView::try_new(b.column_by_name("messages").expect("messages")).expect("view");
+        for i in 0..b.num_rows() {
+            let mut s = mh.shingles(row_words(&view, i, ShingleText::Conversation).into_iter());
+            s.sort_unstable();
+            s.dedup();
+            rows.push((ids.value(i).to_string(), s));
+        }
+    }
+    let jaccard = |a: &[u64], b: &[u64]| {
+        let (mut i, mut j, mut both) = (0, 0, 0usize);
+        while i < a.len() && j < b.len() {
+            match a[i].cmp(&b[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    both += 1;
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        both as f64 / (a.len() + b.len() - both).max(1) as f64
+    };
+    let truth: BTreeSet<String> = (0..rows.len())
+        .filter(|&k| (0..k).any(|j| jaccard(&rows[k].1, &rows[j].1) >= 0.8))
+        .map(|k| rows[k].0.clone())
+        .collect();
+    let tp = flagged.intersection(&truth).count() as f64;
+    let precision = tp / flagged.len().max(1) as f64;
+    let recall = tp / truth.len().max(1) as f64;
+    assert!(
+        truth.len() >= 5,
+        "the corpus has near-duplicates: {}",
+        truth.len()
+    );
+    assert!(
+        precision >= 0.95 && recall >= 0.95,
+        "precision {precision:.3} recall {recall:.3} ({} flagged, {} true)",
+        flagged.len(),
+        truth.len()
+    );
+}
+
+/// The synth corpus as canonical Parquet (ingested once).
+fn corpus_canonical(corpus: &Path, tmp: &Path) -> PathBuf {
+    let out = tmp.join("canonical");
+    crate::common::ingest_into(&[corpus.display().to_string()], &out, None);
+    out.join("trajectories/part-00000.parquet")
+}
+
+#[test]
+fn outputs_do_not_depend_on_the_thread_count() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut results = Vec::new();
+    for threads in ["1", "2", "3"] {
+        let out = tmp.path().join(format!("t{threads}"));
+        run(&[
+            "run",
+            &pipeline("quickstart.yaml"),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--threads",
+            threads,
+            "--quiet",
+            "--set",
+            "steps.write.rows_per_shard=10",
+        ]);
+        results.push(dir_bytes(&out, &OUTPUTS));
+    }
+    assert!(results[0].len() > 3, "several shards");
+    assert!(
+        results.iter().all(|r| *r == results[0]),
+        "outputs differ across thread counts"
+    );
+}
+
+/// Kill -9 at a stage boundary or in the middle of writing, then `--resume`: the outputs are
+/// byte-identical to an uninterrupted run.
+#[test]
+fn resume_after_kill_gives_identical_outputs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let shards = "steps.write.rows_per_shard=10";
+    let reference = tmp.path().join("reference");
+    run(&[
+        "run",
+        &pipeline("quickstart.yaml"),
+        "--out",
+        reference.to_str().expect("utf8"),
+        "--quiet",
+        "--set",
+        shards,
+    ]);
+    let expected = dir_bytes(&reference, &OUTPUTS);
+    for point in ["ingest", "decide", "write-part", "write"] {
+        let out = tmp.path().join(point);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_trajforge"))
+            .args([
+                "run",
+                &pipeline("quickstart.yaml"),
+                "--out",
+                out.to_str().expect("utf8"),
+                "--quiet",
+                "--set",
+                shards,
+            ])
+            .env("TRAJFORGE_PAUSE_AFTER", point)
+            .spawn()
+            .expect("spawn");
+        let marker = out.join(".work").join(format!("paused-{point}"));
+        let started = std::time::Instant::now();
+        while !marker.exists() {
+            assert!(started.elapsed().as_secs() < 120, "never reached {point}");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("run exited ({status}) before {point}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+        assert!(
+            !out.join("manifest.json").exists(),
+            "{point}: a killed run has no manifest"
+        );
+        let m = run(&[
+            "run",
+            &pipeline("quickstart.yaml"),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--quiet",
+            "--set",
+            shards,
+            "--resume",
+        ]);
+        assert_eq!(m["resumed"], true, "{point}");
+        assert_eq!(
+            dir_bytes(&out, &OUTPUTS),
+            expected,
+            "{point}: resumed outputs differ"
+        );
+        assert!(!out.join(".work").exists(), "{point}: work folder removed");
+    }
+}
+
+#[test]
+fn resume_refuses_a_changed_configuration() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("o");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trajforge"))
+        .args([
+            "run",
+            &pipeline("quickstart.yaml"),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--quiet",
+        ])
+        .env("TRAJFORGE_PAUSE_AFTER", "decide")
+        .spawn()
+        .expect("spawn");
+    let marker = out.join(".work/paused-decide");
+    while !marker.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+    let res = trajforge(&[
+        "run",
+        &pipeline("quickstart.yaml"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--resume",
+        "--set",
+        "steps.near_dedupe.threshold=0.9",
+    ]);
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(err.contains("configuration changed"), "{err}");
+}
+
+#[test]
+fn config_errors_exit_non_zero_with_the_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let yaml = tmp.path().join("bad.yaml");
+    std::fs::write(
+        &yaml,
+        "version: 1\nsteps:\n  - op: near_dedupe\n    treshold: 0.8\n",
+    )
+    .expect("write");
+    let res = trajforge(&[
+        "run",
+        yaml.to_str().expect("utf8"),
+        "--out",
+        tmp.path().join("o").to_str().expect("utf8"),
+    ]);
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("line 4, column 5: steps[0].treshold: unknown key"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `threshold`"), "{err}");
+}
+
+#[test]
+fn explain_prints_steps_and_plans_without_running() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("o");
+    let res = trajforge(&[
+        "run",
+        &pipeline("quickstart.yaml"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--explain",
+    ]);
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let text = String::from_utf8_lossy(&res.stdout);
+    for needle in [
+        "\"op\":\"near_dedupe\"",
+        "== decide plan ==",
+        "WindowAggExec",
+        "TrajectoryScan",
+        "== write plan ==",
+        "HashJoinExec",
+    ] {
+        assert!(text.contains(needle), "missing {needle}:\n{text}");
+    }
+    assert!(!out.exists(), "--explain writes nothing");
+}
