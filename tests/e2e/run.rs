@@ -435,6 +435,27 @@ fn outputs_do_not_depend_on_the_thread_count() {
     );
 }
 
+/// Starts `trajforge run ARGS` with a pause hook at `point`, waits for it there and kills it
+/// with SIGKILL.
+fn kill_at(point: &str, args: &[&str], out: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trajforge"))
+        .args(args)
+        .env("TRAJFORGE_PAUSE_AFTER", point)
+        .spawn()
+        .expect("spawn");
+    let marker = out.join(".work").join(format!("paused-{point}"));
+    let started = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(started.elapsed().as_secs() < 120, "never reached {point}");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("run exited ({status}) before {point}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+}
+
 /// Kill -9 at a stage boundary or in the middle of writing, then `--resume`: the outputs are
 /// byte-identical to an uninterrupted run.
 #[test]
@@ -454,30 +475,17 @@ fn resume_after_kill_gives_identical_outputs() {
     let expected = dir_bytes(&reference, &OUTPUTS);
     for point in ["ingest", "decide", "write-part", "write"] {
         let out = tmp.path().join(point);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trajforge"))
-            .args([
-                "run",
-                &pipeline("quickstart.yaml"),
-                "--out",
-                out.to_str().expect("utf8"),
-                "--quiet",
-                "--set",
-                shards,
-            ])
-            .env("TRAJFORGE_PAUSE_AFTER", point)
-            .spawn()
-            .expect("spawn");
-        let marker = out.join(".work").join(format!("paused-{point}"));
-        let started = std::time::Instant::now();
-        while !marker.exists() {
-            assert!(started.elapsed().as_secs() < 120, "never reached {point}");
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("run exited ({status}) before {point}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reaped");
+        let quick = pipeline("quickstart.yaml");
+        let args = [
+            "run",
+            &quick,
+            "--out",
+            out.to_str().expect("utf8"),
+            "--quiet",
+            "--set",
+            shards,
+        ];
+        kill_at(point, &args, &out);
         assert!(
             !out.join("manifest.json").exists(),
             "{point}: a killed run has no manifest"
@@ -506,23 +514,18 @@ fn resume_after_kill_gives_identical_outputs() {
 fn resume_refuses_a_changed_configuration() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("o");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trajforge"))
-        .args([
+    let quick = pipeline("quickstart.yaml");
+    kill_at(
+        "decide",
+        &[
             "run",
-            &pipeline("quickstart.yaml"),
+            &quick,
             "--out",
             out.to_str().expect("utf8"),
             "--quiet",
-        ])
-        .env("TRAJFORGE_PAUSE_AFTER", "decide")
-        .spawn()
-        .expect("spawn");
-    let marker = out.join(".work/paused-decide");
-    while !marker.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().expect("kill");
-    child.wait().expect("reaped");
+        ],
+        &out,
+    );
     let res = trajforge(&[
         "run",
         &pipeline("quickstart.yaml"),

@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::OpsError;
+use crate::view::MessagesView;
 
 /// How a step treats rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -208,6 +209,48 @@ pub fn reasons(n: usize, mut check: impl FnMut(usize) -> Option<String>) -> Arra
         b.append_option(check(i));
     }
     Arc::new(b.finish())
+}
+
+/// A filter's reason column from a check over whole argument arrays.
+pub fn batch_check(
+    op: &str,
+    ctx: &StepCtx,
+    args: Vec<Expr>,
+    check: impl Fn(&[ArrayRef]) -> Result<ArrayRef, OpsError> + Send + Sync + 'static,
+) -> Vec<(String, Expr)> {
+    let udf = BatchUdf::call(udf_name(op, ctx), DataType::Utf8, args, check);
+    vec![(ctx.reason_col(), udf)]
+}
+
+/// A filter's reason column from a per-row check of the `messages` column.
+pub fn message_check(
+    op: &str,
+    ctx: &StepCtx,
+    check: impl Fn(&MessagesView, usize) -> Option<String> + Send + Sync + 'static,
+) -> Vec<(String, Expr)> {
+    batch_check(op, ctx, vec![col("messages")], move |args| {
+        let view = MessagesView::try_new(&args[0])?;
+        Ok(reasons(view.len(), |i| check(&view, i)))
+    })
+}
+
+/// Adds `_ref` to the narrow table (false for its own rows) and, with reference paths, appends
+/// the reference rows with `column` computed by `expr` over their canonical columns.
+pub fn attach_reference(
+    df: DataFrame,
+    ctx: &StepCtx,
+    env: &dyn Env,
+    paths: &[String],
+    column: String,
+    expr: Expr,
+) -> Result<DataFrame, OpsError> {
+    if paths.is_empty() {
+        return Ok(df.with_column("_ref", lit(false))?);
+    }
+    let paths: Vec<PathBuf> = paths.iter().map(|p| ctx.resolve(p)).collect();
+    let mut provided = reference_basics();
+    provided.push((column, expr));
+    with_reference(df, env.reference(&paths)?, &provided)
 }
 
 /// A typed null literal (for reference rows that lack a column).

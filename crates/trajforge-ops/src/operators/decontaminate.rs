@@ -8,7 +8,6 @@ use std::io::BufRead;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::DataType;
 use datafusion::prelude::{Expr, col};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ use trajforge_schema::instance_key;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::OpsError;
-use crate::operator::{BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reasons, udf_name};
+use crate::operator::{Env, Operator, OperatorDef, StepCtx, StepKind, batch_check, reasons};
 use crate::view::MessagesView;
 
 /// A bundled benchmark id list.
@@ -258,12 +257,11 @@ impl Operator for Decontaminate {
             args.push(col("messages"));
         }
         let me = self.clone();
-        let udf = BatchUdf::call(
-            udf_name(<Self as OperatorDef>::NAME, ctx),
-            DataType::Utf8,
+        Ok(batch_check(
+            <Self as OperatorDef>::NAME,
+            ctx,
             args,
             move |a| me.check_batch(a),
-        );
-        Ok(vec![(ctx.reason_col(), udf)])
+        ))
     }
 }

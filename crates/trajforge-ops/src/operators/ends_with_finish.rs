@@ -2,13 +2,12 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::DataType;
-use datafusion::prelude::{Expr, col};
+use datafusion::prelude::Expr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::OpsError;
-use crate::operator::{BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reasons, udf_name};
+use crate::operator::{Env, Operator, OperatorDef, StepCtx, StepKind, message_check};
 use crate::view::MessagesView;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -66,15 +65,10 @@ impl Operator for EndsWithFinish {
 
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let tools = self.tools.clone();
-        let udf = BatchUdf::call(
-            udf_name(<Self as OperatorDef>::NAME, ctx),
-            DataType::Utf8,
-            vec![col("messages")],
-            move |args| {
-                let view = MessagesView::try_new(&args[0])?;
-                Ok(reasons(view.len(), |i| check_row(&view, i, &tools)))
-            },
-        );
-        Ok(vec![(ctx.reason_col(), udf)])
+        Ok(message_check(
+            <Self as OperatorDef>::NAME,
+            ctx,
+            move |view, i| check_row(view, i, &tools),
+        ))
     }
 }

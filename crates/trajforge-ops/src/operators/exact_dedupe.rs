@@ -16,8 +16,7 @@ use crate::OpsError;
 use crate::canon::{Canon, Ignore};
 use crate::keep::{Keep, RankCols, keep_order, rank_groups};
 use crate::operator::{
-    BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reference_basics, udf_name,
-    with_reference,
+    BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, attach_reference, udf_name,
 };
 use crate::view::MessagesView;
 
@@ -103,18 +102,14 @@ impl Operator for ExactDedupe {
         env: &dyn Env,
     ) -> Result<DataFrame, OpsError> {
         let reference = !self.options.reference.is_empty();
-        let mut df = df;
-        if reference {
-            let paths: Vec<_> = self
-                .options
-                .reference
-                .iter()
-                .map(|p| ctx.resolve(p))
-                .collect();
-            let mut provided = reference_basics();
-            provided.push((ctx.col("key"), self.key_expr(ctx)));
-            df = with_reference(df, env.reference(&paths)?, &provided)?;
-        }
+        let df = attach_reference(
+            df,
+            ctx,
+            env,
+            &self.options.reference,
+            ctx.col("key"),
+            self.key_expr(ctx),
+        )?;
         let order = keep_order(self.options.keep, &self.options.order_by, reference, env)?;
         let cols = RankCols {
             rank: ctx.col("rank"),
@@ -128,13 +123,16 @@ impl Operator for ExactDedupe {
         };
         let dropped = alive.and(col(&cols.rank).gt(lit(1u64)));
         let detail = concat(vec![lit("duplicate of "), col(&cols.first), of_ref]);
-        let mut df = df.with_column(&ctx.reason_col(), when(dropped, detail).end()?)?;
-        let mut temp = vec![cols.rank.clone(), cols.first.clone(), ctx.col("key")];
-        if let Some(c) = cols.first_is_ref {
-            df = df.filter(datafusion::prelude::not(col("_ref")))?;
-            temp.push(c);
-            temp.push("_ref".into());
-        }
+        let df = df
+            .with_column(&ctx.reason_col(), when(dropped, detail).end()?)?
+            .filter(datafusion::prelude::not(col("_ref")))?;
+        let mut temp = vec![
+            cols.rank.clone(),
+            cols.first.clone(),
+            ctx.col("key"),
+            "_ref".into(),
+        ];
+        temp.extend(cols.first_is_ref);
         let temp: Vec<&str> = temp.iter().map(String::as_str).collect();
         Ok(df.drop_columns(&temp)?)
     }

@@ -24,8 +24,7 @@ use crate::OpsError;
 use crate::keep::{Keep, keep_order};
 use crate::minhash::{LshParams, MinHasher, cluster, optimal_bands};
 use crate::operator::{
-    BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reference_basics, udf_name,
-    with_reference,
+    BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, attach_reference, udf_name,
 };
 use crate::view::MessagesView;
 
@@ -202,20 +201,14 @@ impl Operator for NearDedupe {
         env: &dyn Env,
     ) -> Result<DataFrame, OpsError> {
         let reference = !self.options.reference.is_empty();
-        let mut df = df;
-        if reference {
-            let paths: Vec<_> = self
-                .options
-                .reference
-                .iter()
-                .map(|p| ctx.resolve(p))
-                .collect();
-            let mut provided = reference_basics();
-            provided.push((ctx.col("sig"), self.signature_expr(ctx)));
-            df = with_reference(df, env.reference(&paths)?, &provided)?;
-        } else {
-            df = df.with_column("_ref", datafusion::prelude::lit(false))?;
-        }
+        let df = attach_reference(
+            df,
+            ctx,
+            env,
+            &self.options.reference,
+            ctx.col("sig"),
+            self.signature_expr(ctx),
+        )?;
         let order = keep_order(self.options.keep, &self.options.order_by, reference, env)?;
         let window = WindowUDF::from(ClusterWindow {
             name: format!("tf_near_clusters_{:02}", ctx.index),

@@ -4,13 +4,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use arrow::datatypes::DataType;
-use datafusion::prelude::{Expr, col};
+use datafusion::prelude::Expr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::OpsError;
-use crate::operator::{BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reasons, udf_name};
+use crate::operator::{Env, Operator, OperatorDef, StepCtx, StepKind, message_check};
 use crate::shell::{invocations, program_family};
 use crate::view::MessagesView;
 
@@ -136,16 +135,11 @@ impl Operator for NoExecution {
 
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let me = self.clone();
-        let udf = BatchUdf::call(
-            udf_name(<Self as OperatorDef>::NAME, ctx),
-            DataType::Utf8,
-            vec![col("messages")],
-            move |args| {
-                let view = MessagesView::try_new(&args[0])?;
-                Ok(reasons(view.len(), |i| me.check_row(&view, i)))
-            },
-        );
-        Ok(vec![(ctx.reason_col(), udf)])
+        Ok(message_check(
+            <Self as OperatorDef>::NAME,
+            ctx,
+            move |view, i| me.check_row(view, i),
+        ))
     }
 }
 

@@ -7,13 +7,12 @@ use std::io::BufRead;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray};
-use arrow::datatypes::DataType;
 use datafusion::prelude::{Expr, col};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::OpsError;
-use crate::operator::{BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reasons, udf_name};
+use crate::operator::{Env, Operator, OperatorDef, StepCtx, StepKind, batch_check, reasons};
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -160,13 +159,12 @@ impl Operator for PatchTouchesTests {
 
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let me = self.clone();
-        let udf = BatchUdf::call(
-            udf_name(<Self as OperatorDef>::NAME, ctx),
-            DataType::Utf8,
+        Ok(batch_check(
+            <Self as OperatorDef>::NAME,
+            ctx,
             vec![col("instance_id"), col("patch_files")],
             move |args| me.check_batch(args),
-        );
-        Ok(vec![(ctx.reason_col(), udf)])
+        ))
     }
 }
 

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::DataType;
 use datafusion::prelude::{Expr, col};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -14,7 +13,7 @@ use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::OpsError;
-use crate::operator::{BatchUdf, Env, Operator, OperatorDef, StepCtx, StepKind, reasons, udf_name};
+use crate::operator::{Env, Operator, OperatorDef, StepCtx, StepKind, batch_check, reasons};
 use crate::view::MessagesView;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -157,13 +156,12 @@ impl Operator for ValidToolCalls {
 
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let me = self.clone();
-        let udf = BatchUdf::call(
-            udf_name(<Self as OperatorDef>::NAME, ctx),
-            DataType::Utf8,
+        Ok(batch_check(
+            <Self as OperatorDef>::NAME,
+            ctx,
             vec![col("messages"), col("tools")],
             move |args| me.check_batch(args),
-        );
-        Ok(vec![(ctx.reason_col(), udf)])
+        ))
     }
 }
 
