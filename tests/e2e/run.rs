@@ -593,3 +593,36 @@ fn explain_prints_steps_and_plans_without_running() {
     }
     assert!(!out.exists(), "--explain writes nothing");
 }
+
+/// Under a small memory limit the run spills and writes the same bytes; under an impossible one
+/// it fails with a message that says what to change.
+#[test]
+fn memory_limit_spills_or_fails_clearly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let quick = pipeline("quickstart.yaml");
+    let free = tmp.path().join("free");
+    run(&[
+        "run",
+        &quick,
+        "--out",
+        free.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    let tight = tmp.path().join("tight");
+    let limited = [
+        "run",
+        &quick,
+        "--out",
+        tight.to_str().expect("utf8"),
+        "--quiet",
+    ];
+    run(&[&limited[..], &["--set", "memory_limit=64MiB"]].concat());
+    assert_eq!(dir_bytes(&tight, &OUTPUTS), dir_bytes(&free, &OUTPUTS));
+    let res = trajforge(&[&limited[..], &["--set", "memory_limit=1MiB"]].concat());
+    assert!(!res.status.success());
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        err.contains("memory_limit (1 MiB)") && err.contains("--set memory_limit="),
+        "{err}"
+    );
+}

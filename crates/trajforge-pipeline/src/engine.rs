@@ -73,9 +73,14 @@ pub fn session(
     spill_dir: &Path,
 ) -> Result<SessionContext, PipelineError> {
     std::fs::create_dir_all(spill_dir).map_err(|e| PipelineError::io(spill_dir, e))?;
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(threads.max(1))
-        .with_batch_size(BATCH_ROWS * 4);
+        .with_batch_size(BATCH_ROWS);
+    // Each sorting partition holds this much back for its merge; keep it a small share of the
+    // limit so small limits spill instead of failing.
+    let share = memory_limit / (8 * threads.max(1));
+    let execution = &mut config.options_mut().execution;
+    execution.sort_spill_reservation_bytes = execution.sort_spill_reservation_bytes.min(share);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(memory_limit, 1.0)
         .with_disk_manager_builder(
