@@ -146,6 +146,12 @@ impl OperatorDef for Decontaminate {
     type Options = DecontaminateOptions;
 
     fn build(o: DecontaminateOptions, ctx: &StepCtx) -> Result<Arc<dyn Operator>, OpsError> {
+        Ok(Arc::new(Decontaminate::new(o, ctx)?))
+    }
+}
+
+impl Decontaminate {
+    fn new(o: DecontaminateOptions, ctx: &StepCtx) -> Result<Decontaminate, OpsError> {
         let mut index = Index::default();
         for b in &o.benchmarks {
             for id in b.ids().lines() {
@@ -186,11 +192,11 @@ impl OperatorDef for Decontaminate {
                 "no benchmark ids or problem statements to check against".into(),
             ));
         }
-        Ok(Arc::new(Decontaminate {
+        Ok(Decontaminate {
             index: Arc::new(index),
             whole_repos: o.whole_repos,
             ngram: o.ngram.max(1),
-        }))
+        })
     }
 }
 
@@ -263,5 +269,105 @@ impl Operator for Decontaminate {
             args,
             move |a| me.check_batch(a),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::tests::{batch_of, traj};
+    use trajforge_schema::{Message, Trajectory};
+
+    fn row(instance: &str, issue: &str) -> Trajectory {
+        let mut t = traj(instance, vec![Message::text("user", issue)]);
+        t.instance_id = Some(instance.into());
+        t
+    }
+
+    fn check(o: DecontaminateOptions, rows: Vec<Trajectory>) -> Vec<Option<String>> {
+        let ctx = StepCtx {
+            index: 0,
+            name: "decontaminate".into(),
+            base_dir: std::env::temp_dir(),
+        };
+        let op = Decontaminate::new(o, &ctx).expect("builds");
+        let b = batch_of(rows);
+        let args: Vec<ArrayRef> = ["instance_id", "instance_key", "repo", "messages"]
+            .iter()
+            .map(|c| Arc::clone(b.column_by_name(c).expect("column")))
+            .collect();
+        let out = op.check_batch(&args).expect("checks");
+        let s = out.as_string::<i32>();
+        (0..s.len())
+            .map(|i| (!s.is_null(i)).then(|| s.value(i).to_string()))
+            .collect()
+    }
+
+    fn options(json: &str) -> DecontaminateOptions {
+        serde_json::from_str(json).expect("options")
+    }
+
+    #[test]
+    fn benchmark_tasks_by_id_and_by_key_spelling() {
+        let got = check(
+            options("{}"),
+            vec![
+                row("django__django-11099", "x"),
+                row("Django__Django-11099", "x"),
+                row("django__django-99999999", "x"),
+            ],
+        );
+        assert!(
+            got[0].as_deref().is_some_and(|r| r.contains("SWE-bench")),
+            "{got:?}"
+        );
+        assert!(got[1].is_some(), "the key is case-normalised: {got:?}");
+        assert_eq!(got[2], None);
+    }
+
+    #[test]
+    fn whole_repos_and_problem_statements() {
+        let got = check(
+            options(r#"{"whole_repos": true}"#),
+            vec![
+                row("django__django-99999999", "x"),
+                row("acme__tool-1", "x"),
+            ],
+        );
+        assert!(
+            got[0]
+                .as_deref()
+                .is_some_and(|r| r.starts_with("repo django/django")),
+            "{got:?}"
+        );
+        assert_eq!(got[1], None);
+        let statements = std::env::temp_dir().join(format!("tf-ps-{}.jsonl", std::process::id()));
+        let text = "When calling the parser with an empty list the function raises an IndexError instead of returning None as documented";
+        std::fs::write(
+            &statements,
+            format!("{}\n", serde_json::json!({"problem_statement": text})),
+        )
+        .expect("write");
+        let o = options(&format!(
+            r#"{{"benchmarks": [], "problem_statements": {:?}, "ngram": 8}}"#,
+            statements.display().to_string()
+        ));
+        let copied = format!("Please fix this. {text}. Thanks!");
+        let got = check(
+            o,
+            vec![
+                row("acme__tool-1", &copied),
+                row(
+                    "acme__tool-2",
+                    "An unrelated issue about logging output formats in the CLI tool",
+                ),
+            ],
+        );
+        let _ = std::fs::remove_file(&statements);
+        assert!(
+            got[0].as_deref().is_some_and(|r| r.contains("8-word span")),
+            "{got:?}"
+        );
+        assert_eq!(got[1], None);
     }
 }
