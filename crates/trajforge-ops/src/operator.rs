@@ -82,8 +82,6 @@ pub trait Env: Send + Sync {
 
 /// A configured step.
 pub trait Operator: Send + Sync + Debug {
-    fn kind(&self) -> StepKind;
-
     /// Expressions over the wide canonical row, each added to the narrow table under its name.
     /// Filters return their reason column here.
     fn row_columns(&self, ctx: &StepCtx, env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError>;
@@ -251,6 +249,11 @@ pub fn attach_reference(
     let mut provided = reference_basics();
     provided.push((column, expr));
     with_reference(df, env.reference(&paths)?, &provided)
+}
+
+/// `#[serde(default = "crate::operator::yes")]` for options that default to on.
+pub fn yes() -> bool {
+    true
 }
 
 /// A typed null literal (for reference rows that lack a column).

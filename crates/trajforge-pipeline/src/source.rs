@@ -151,10 +151,6 @@ impl TrajectorySource {
             .sum()
     }
 
-    pub fn files(&self) -> &[SourceFile] {
-        &self.files
-    }
-
     pub fn counter(&self) -> Arc<ScanCounter> {
         Arc::clone(&self.counter)
     }

@@ -65,10 +65,6 @@ impl OperatorDef for CapPerInstance {
 }
 
 impl Operator for CapPerInstance {
-    fn kind(&self) -> StepKind {
-        StepKind::Group
-    }
-
     fn row_columns(&self, _ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         Ok(Vec::new())
     }

@@ -26,10 +26,10 @@ pub struct CodeHealthOptions {
     #[serde(default)]
     pub max_errors: u32,
     /// Parse files created with the editor tool.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::operator::yes")]
     pub created_files: bool,
     /// Parse the model patch's hunks (errors the edit adds).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::operator::yes")]
     pub patch: bool,
     /// The editor tool's name.
     #[serde(default = "editor")]
@@ -38,9 +38,6 @@ pub struct CodeHealthOptions {
 
 fn all_languages() -> Vec<String> {
     Lang::ALL.iter().map(|l| l.name().to_string()).collect()
-}
-fn yes() -> bool {
-    true
 }
 fn editor() -> String {
     "str_replace_editor".into()
@@ -187,10 +184,6 @@ impl CodeHealth {
 }
 
 impl Operator for CodeHealth {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let me = self.clone();
         let udf = BatchUdf::call(

@@ -253,10 +253,6 @@ impl Decontaminate {
 }
 
 impl Operator for Decontaminate {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let mut args = vec![col("instance_id"), col("instance_key"), col("repo")];
         if !self.index.ngrams.is_empty() {

@@ -59,10 +59,6 @@ pub fn check_row(view: &MessagesView, row: usize, tools: &[String]) -> Option<St
 }
 
 impl Operator for EndsWithFinish {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let tools = self.tools.clone();
         Ok(message_check(

@@ -86,10 +86,6 @@ impl ExactDedupe {
 }
 
 impl Operator for ExactDedupe {
-    fn kind(&self) -> StepKind {
-        StepKind::Group
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         Ok(vec![(ctx.col("key"), self.key_expr(ctx))])
     }

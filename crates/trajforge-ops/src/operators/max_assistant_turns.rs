@@ -41,10 +41,6 @@ impl OperatorDef for MaxAssistantTurns {
 }
 
 impl Operator for MaxAssistantTurns {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let turns = col("num_assistant_turns");
         let detail = concat(vec![

@@ -99,10 +99,6 @@ impl MaxFailedEdits {
 }
 
 impl Operator for MaxFailedEdits {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let me = self.clone();
         Ok(message_check(

@@ -185,10 +185,6 @@ impl NearDedupe {
 }
 
 impl Operator for NearDedupe {
-    fn kind(&self) -> StepKind {
-        StepKind::Group
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         Ok(vec![(ctx.col("sig"), self.signature_expr(ctx))])
     }

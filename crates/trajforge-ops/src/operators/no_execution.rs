@@ -129,10 +129,6 @@ impl NoExecution {
 }
 
 impl Operator for NoExecution {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let me = self.clone();
         Ok(message_check(

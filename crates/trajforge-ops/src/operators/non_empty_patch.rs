@@ -30,10 +30,6 @@ impl OperatorDef for NonEmptyPatch {
 }
 
 impl Operator for NonEmptyPatch {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let changed = col("patch_added_lines") + col("patch_removed_lines");
         let reason = when(col("model_patch").is_null(), lit("no model patch"))

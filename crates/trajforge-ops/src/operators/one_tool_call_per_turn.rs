@@ -53,10 +53,6 @@ pub fn check_row(view: &MessagesView, row: usize, allow_final_message: bool) -> 
 }
 
 impl Operator for OneToolCallPerTurn {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let allow = self.allow_final_message;
         Ok(message_check(

@@ -21,12 +21,8 @@ pub struct PatchTouchesTestsOptions {
     #[serde(default)]
     pub test_patches: Option<String>,
     /// Use path heuristics for rows whose task is not in the table (or when there is none).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::operator::yes")]
     pub heuristics: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone)]
@@ -153,10 +149,6 @@ impl PatchTouchesTests {
 }
 
 impl Operator for PatchTouchesTests {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let me = self.clone();
         Ok(batch_check(

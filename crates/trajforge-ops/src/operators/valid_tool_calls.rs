@@ -20,15 +20,11 @@ use crate::view::MessagesView;
 #[serde(deny_unknown_fields)]
 pub struct ValidToolCallsOptions {
     /// Read each row's `tools` column (OpenAI function specs) as its catalogue.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::operator::yes")]
     pub use_row_tools: bool,
     /// Extra tools: name → required argument names.
     #[serde(default)]
     pub catalogue: BTreeMap<String, Vec<String>>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Tool name → required arguments.
@@ -150,10 +146,6 @@ impl ValidToolCalls {
 }
 
 impl Operator for ValidToolCalls {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let me = self.clone();
         Ok(batch_check(

@@ -41,10 +41,6 @@ impl OperatorDef for Where {
 }
 
 impl Operator for Where {
-    fn kind(&self) -> StepKind {
-        StepKind::Filter
-    }
-
     fn row_columns(&self, ctx: &StepCtx, env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         let predicate = env
             .parse_expr(&self.predicate)

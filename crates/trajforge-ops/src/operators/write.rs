@@ -89,10 +89,6 @@ impl OperatorDef for Write {
 }
 
 impl Operator for Write {
-    fn kind(&self) -> StepKind {
-        StepKind::Sink
-    }
-
     fn row_columns(&self, _ctx: &StepCtx, _env: &dyn Env) -> Result<Vec<(String, Expr)>, OpsError> {
         Ok(Vec::new())
     }
