@@ -626,3 +626,32 @@ fn memory_limit_spills_or_fails_clearly() {
         "{err}"
     );
 }
+
+/// `ignore: [call_ids]` keys on the ingested `content_hash`; on the samples (whose duplicates
+/// are exact copies) it finds the same duplicates as the full canonical key.
+#[test]
+fn exact_dedupe_on_content_hash_matches_the_canonical_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let quick = pipeline("quickstart.yaml");
+    let full = tmp.path().join("full");
+    let hashed = tmp.path().join("hashed");
+    let a = run(&[
+        "run",
+        &quick,
+        "--out",
+        full.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    let b = run(&[
+        "run",
+        &quick,
+        "--out",
+        hashed.to_str().expect("utf8"),
+        "--quiet",
+        "--set",
+        "steps.exact_dedupe.ignore=[call_ids]",
+    ]);
+    assert!(a["reasons"]["exact_dedupe"].as_u64() > Some(0));
+    assert_eq!(a["reasons"]["exact_dedupe"], b["reasons"]["exact_dedupe"]);
+    assert_eq!(kept_ids(&full), kept_ids(&hashed));
+}

@@ -184,10 +184,8 @@ impl Canon {
                 h.update(call.name.as_bytes());
                 h.update(&[0]);
                 // Argument key order is the writer's choice, not content: sort keys.
-                match serde_json::from_str::<serde_json::Value>(call.arguments) {
-                    Ok(v) => self.feed(&v.to_string(), &mut h),
-                    Err(_) => self.feed(call.arguments, &mut h),
-                }
+                let args = trajforge_schema::derive::canonical_json(call.arguments);
+                self.feed(&args, &mut h);
             }
             h.update(&[2]);
         }

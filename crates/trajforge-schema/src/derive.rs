@@ -68,7 +68,7 @@ pub fn content_hash(messages: &[Message]) -> String {
 }
 
 /// Sorted-key compact JSON; the text unchanged when it is not JSON.
-fn canonical_json(text: &str) -> String {
+pub fn canonical_json(text: &str) -> String {
     // serde_json's Map is a BTreeMap here (no `preserve_order`), so writing sorts the keys.
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(v) => v.to_string(),

@@ -23,7 +23,8 @@ use crate::view::MessagesView;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExactDedupeOptions {
-    /// What two conversations may differ in and still be duplicates.
+    /// What two conversations may differ in and still be duplicates; `[call_ids]` alone uses the
+    /// ingested `content_hash` without re-reading the messages.
     #[serde(default = "Ignore::all")]
     pub ignore: Vec<Ignore>,
     /// Path prefixes whose next component is a per-run workspace (`/workspace/django__4.0` → `<ws>`).
@@ -46,7 +47,8 @@ pub fn default_prefixes() -> Vec<String> {
 
 #[derive(Debug, Clone)]
 pub struct ExactDedupe {
-    canon: Arc<Canon>,
+    /// `None` when only call ids are ignored: the ingested `content_hash` is that key already.
+    canon: Option<Arc<Canon>>,
     options: ExactDedupeOptions,
 }
 
@@ -59,16 +61,17 @@ impl OperatorDef for ExactDedupe {
     type Options = ExactDedupeOptions;
 
     fn build(o: ExactDedupeOptions, _ctx: &StepCtx) -> Result<Arc<dyn Operator>, OpsError> {
-        Ok(Arc::new(ExactDedupe {
-            canon: Arc::new(Canon::new(&o.ignore, &o.workspace_prefixes)),
-            options: o,
-        }))
+        let canon = (o.ignore != [Ignore::CallIds])
+            .then(|| Arc::new(Canon::new(&o.ignore, &o.workspace_prefixes)));
+        Ok(Arc::new(ExactDedupe { canon, options: o }))
     }
 }
 
 impl ExactDedupe {
     fn key_expr(&self, ctx: &StepCtx) -> Expr {
-        let canon = Arc::clone(&self.canon);
+        let Some(canon) = self.canon.clone() else {
+            return col("content_hash");
+        };
         BatchUdf::call(
             udf_name(<Self as OperatorDef>::NAME, ctx),
             DataType::Utf8,
