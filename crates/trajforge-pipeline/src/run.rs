@@ -125,6 +125,13 @@ pub struct RunManifest {
     pub resumed: bool,
 }
 
+/// The write stage's parts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Written {
+    kept: Vec<PartInfo>,
+    filtered: Vec<PartInfo>,
+}
+
 /// What the checkpoints record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
@@ -132,6 +139,8 @@ struct State {
     inputs_signature: String,
     done: Vec<String>,
     ingest: Option<IngestResult>,
+    /// Kept and filtered parts, once the write stage finished.
+    written: Option<Written>,
     #[serde(default)]
     timings: Timings,
 }
@@ -141,6 +150,8 @@ struct IngestResult {
     inputs: Vec<InputFile>,
     read: u64,
     rejected: u64,
+    /// The rejects table's parts (in the work folder until published).
+    rejects: Vec<PartInfo>,
 }
 
 /// A stage hook for crash tests: `TRAJFORGE_PAUSE_AFTER=<point>` makes the run write
@@ -248,8 +259,11 @@ fn part_options(p: &Pipeline) -> PartOptions {
 
 /// Maps an executor error to a message that says what to do.
 fn explain_df(e: datafusion::error::DataFusionError, limit: usize) -> PipelineError {
-    let text = e.to_string();
-    if text.contains("Resources exhausted") || text.contains("ResourcesExhausted") {
+    if matches!(
+        e.find_root(),
+        datafusion::error::DataFusionError::ResourcesExhausted(_)
+    ) {
+        let text = e.to_string();
         return PipelineError::Config(format!(
             "the run needs more memory than memory_limit ({} MiB) allows and could not spill: {text}. \
              Raise it (--set memory_limit=8GiB) or use fewer --threads.",
@@ -325,6 +339,7 @@ async fn run_async(
                 inputs_signature,
                 done: Vec::new(),
                 ingest: None,
+                written: None,
                 timings: Timings::default(),
             }
         }
@@ -368,14 +383,18 @@ async fn run_async(
     let decisions = read_decisions(&work.join("decisions.parquet"))?;
     if !state.done.iter().any(|d| d == "write") {
         let t = Instant::now();
-        write_stage(&cx, &ctx, &source, &decisions).await?;
+        state.written = Some(write_stage(&cx, &ctx, &source, &decisions).await?);
         state.timings.write_seconds = t.elapsed().as_secs_f64();
         state.done.push("write".into());
         save_state(&work, &state)?;
         pause_point(&work, "write");
     }
     let (steps, reasons) = step_counts(pipeline, &decisions)?;
-    let outputs = publish(&cx)?;
+    let written = state
+        .written
+        .clone()
+        .ok_or_else(|| PipelineError::Internal("write checkpoint has no parts".into()))?;
+    let outputs = publish(&cx, written, ingest.rejects.clone())?;
     let kept: u64 = outputs.kept.iter().map(|p| p.rows).sum();
     let filtered: u64 = outputs.filtered.iter().map(|p| p.rows).sum();
     let rejected: u64 = outputs.rejects.iter().map(|p| p.rows).sum();
@@ -450,7 +469,7 @@ fn ingest_stage(cx: &Ctx, inputs: &Inputs) -> Result<IngestResult, PipelineError
     );
     ingest_opts.format = cx.pipeline.format;
     ingest_opts.command = cx.opts.command.clone();
-    if inputs.raw.is_empty() {
+    let rejects = if inputs.raw.is_empty() {
         // Nothing to ingest: an empty rejects table keeps the output layout the same.
         let w = PartWriter::create(
             &dir,
@@ -458,7 +477,7 @@ fn ingest_stage(cx: &Ctx, inputs: &Inputs) -> Result<IngestResult, PipelineError
             trajforge_io::reject::rejects_schema(),
             PartOptions::default(),
         )?;
-        w.finish()?;
+        w.finish()?
     } else {
         cx.progress.stage("ingest", 0, 0);
         let m = trajforge_io::ingest(&ingest_opts, cx.progress.ingest())?;
@@ -466,11 +485,16 @@ fn ingest_stage(cx: &Ctx, inputs: &Inputs) -> Result<IngestResult, PipelineError
         read += m.counts.read;
         rejected += m.counts.rejected;
         files.extend(m.inputs);
-    }
+        m.outputs
+            .into_iter()
+            .filter(|p| p.path.starts_with("rejects/"))
+            .collect()
+    };
     Ok(IngestResult {
         inputs: files,
         read,
         rejected,
+        rejects,
     })
 }
 
@@ -554,7 +578,7 @@ async fn write_stage(
     ctx: &SessionContext,
     source: &TrajectorySource,
     decisions: &[RecordBatch],
-) -> Result<(), PipelineError> {
+) -> Result<Written, PipelineError> {
     let dir = cx.work.join("write");
     remove_dir(&dir)?;
     let src = ctx.read_table(Arc::new(source.clone()))?;
@@ -608,13 +632,14 @@ async fn write_stage(
             PipelineError::Plan(d) => explain_df(d, cx.memory_limit),
             other => other,
         })?;
-    kept.finish()?;
-    filtered.finish()?;
-    Ok(())
+    Ok(Written {
+        kept: kept.finish()?,
+        filtered: filtered.finish()?,
+    })
 }
 
-/// Moves outputs from the work folder into place and lists them.
-fn publish(cx: &Ctx) -> Result<Outputs, PipelineError> {
+/// Moves outputs from the work folder into place.
+fn publish(cx: &Ctx, written: Written, rejects: Vec<PartInfo>) -> Result<Outputs, PipelineError> {
     let out = &cx.opts.out;
     let moves = [
         (cx.work.join("write").join("kept"), "kept"),
@@ -629,36 +654,10 @@ fn publish(cx: &Ctx) -> Result<Outputs, PipelineError> {
         }
     }
     Ok(Outputs {
-        kept: list_parts(&out.join("kept"), "kept")?,
-        filtered: list_parts(&out.join("filtered"), "filtered")?,
-        rejects: list_parts(&out.join("rejects"), "rejects")?,
+        kept: written.kept,
+        filtered: written.filtered,
+        rejects,
     })
-}
-
-fn list_parts(dir: &Path, label: &str) -> Result<Vec<PartInfo>, PipelineError> {
-    let mut parts = Vec::new();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| PipelineError::io(dir, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .collect();
-    names.sort();
-    for path in names {
-        let file = std::fs::File::open(&path).map_err(|e| PipelineError::io(&path, e))?;
-        let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let rows = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| PipelineError::Data(format!("{}: {e}", path.display())))?
-            .metadata()
-            .file_metadata()
-            .num_rows() as u64;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        parts.push(PartInfo {
-            path: format!("{label}/{name}"),
-            rows,
-            bytes,
-        });
-    }
-    Ok(parts)
 }
 
 /// Per-step rows in/out and per-reason counts from the decisions.

@@ -182,7 +182,8 @@ impl TableProvider for TrajectorySource {
     }
 }
 
-/// A row group to read and the `_row` of its first row.
+/// A row group to read and the `_row` of its first row (row groups of a file are contiguous in
+/// `_row`, so a run of them reads as one stream).
 #[derive(Debug, Clone, Copy)]
 struct Chunk {
     file: usize,
@@ -295,8 +296,9 @@ fn read_partition(
         .iter()
         .map(|&i| full.field(i).name().as_str())
         .collect();
-    for chunk in chunks {
-        let file = &files[chunk.file];
+    // A partition's chunks are contiguous: open each file (and parse its footer) once.
+    for run in chunks.chunk_by(|a, b| a.file == b.file) {
+        let file = &files[run[0].file];
         let handle = std::fs::File::open(&file.path)
             .map_err(|e| DataFusionError::Execution(format!("{}: {e}", file.path.display())))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(handle)
@@ -309,11 +311,11 @@ fn read_partition(
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
         let reader = builder
             .with_projection(mask)
-            .with_row_groups(vec![chunk.row_group])
+            .with_row_groups(run.iter().map(|c| c.row_group).collect())
             .with_batch_size(BATCH_ROWS)
             .build()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let mut next_row = chunk.first_row;
+        let mut next_row = run[0].first_row;
         for batch in reader {
             let batch = batch?;
             let n = batch.num_rows();
@@ -344,7 +346,8 @@ fn read_partition(
                 return Ok(()); // the consumer went away (LIMIT, error elsewhere)
             }
         }
-        counter.bytes.fetch_add(chunk.bytes, Ordering::Relaxed);
+        let bytes: u64 = run.iter().map(|c| c.bytes).sum();
+        counter.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
     Ok(())
 }
