@@ -298,6 +298,7 @@ fn zero_pipeline_finds_the_planted_defects_and_only_them() {
         e.1 += u64::from(caught);
     }
     for (defect, (planted, caught)) in &per_defect {
+        eprintln!("recall {defect}: {caught}/{planted}");
         assert_eq!(planted, caught, "{defect}: caught {caught} of {planted}");
     }
     assert!(
@@ -305,6 +306,19 @@ fn zero_pipeline_finds_the_planted_defects_and_only_them() {
         "most defect kinds were planted: {per_defect:?}"
     );
     let group_steps = ["exact_dedupe", "near_dedupe"];
+    let by_quality = reasons
+        .values()
+        .filter(|c| c.iter().any(|c| !group_steps.contains(&c.as_str())))
+        .count();
+    let planted_by_quality = reasons
+        .iter()
+        .filter(|(id, c)| {
+            truth.contains_key(*id) && c.iter().any(|c| !group_steps.contains(&c.as_str()))
+        })
+        .count();
+    eprintln!(
+        "quality-filter precision: {planted_by_quality}/{by_quality} dropped rows carry a planted defect"
+    );
     for (id, codes) in &reasons {
         if truth.contains_key(id) {
             continue;
@@ -392,6 +406,11 @@ fn near_dedupe_matches_brute_force_jaccard() {
     assert!(
         truth.len() >= 5,
         "the corpus has near-duplicates: {}",
+        truth.len()
+    );
+    eprintln!(
+        "near_dedupe vs brute force: precision {precision:.3}, recall {recall:.3} ({} flagged, {} true)",
+        flagged.len(),
         truth.len()
     );
     assert!(
