@@ -674,3 +674,43 @@ fn exact_dedupe_on_content_hash_matches_the_canonical_key() {
     assert_eq!(a["reasons"]["exact_dedupe"], b["reasons"]["exact_dedupe"]);
     assert_eq!(kept_ids(&full), kept_ids(&hashed));
 }
+
+/// A pipeline over canonical Parquet (no raw inputs, so nothing to ingest) decides exactly as
+/// it does over the raw files those rows came from.
+#[test]
+fn canonical_inputs_run_without_ingest() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let samples = root().join("data-samples").display().to_string();
+    let canonical = tmp.path().join("canonical");
+    crate::common::ingest_into(&[samples], &canonical, None);
+    let raw_out = tmp.path().join("raw");
+    let can_out = tmp.path().join("can");
+    let raw = run(&[
+        "run",
+        &pipeline("quickstart.yaml"),
+        "--out",
+        raw_out.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    let can = run(&[
+        "run",
+        &pipeline("quickstart.yaml"),
+        "--input",
+        canonical.join("trajectories").to_str().expect("utf8"),
+        "--out",
+        can_out.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    assert_ledger(&can, &can_out);
+    assert_eq!(can["ledger"]["rejected"], 0);
+    assert_eq!(
+        can["ledger"]["read"].as_u64(),
+        Some(
+            raw["ledger"]["read"].as_u64().expect("read")
+                - raw["ledger"]["rejected"].as_u64().expect("rejected")
+        )
+    );
+    assert!(!kept_ids(&can_out).is_empty());
+    assert_eq!(kept_ids(&can_out), kept_ids(&raw_out));
+    assert_eq!(filtered_reasons(&can_out), filtered_reasons(&raw_out));
+}

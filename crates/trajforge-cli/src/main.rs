@@ -14,6 +14,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Runs interleave large short-lived buffers (decoded trajectories) with small long-lived ones
+// (decisions, signatures). Measured on zero.yaml under memory_limit=1GiB, peak RSS with glibc's
+// allocator 1.41 GB (5k rows) / 1.43 GB (20k), with mimalloc 1.25 / 1.12 GB, same speed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "trajforge",

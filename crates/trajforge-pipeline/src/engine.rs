@@ -7,6 +7,7 @@
 //! operators publish. The *write* plan joins those decisions back to the rows by `_row`
 //! (decisions are the small build side) and sorts for the output layout.
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use arrow::datatypes::{DataType, Field};
 use datafusion::common::{DFSchema, JoinType};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::SortExpr;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
@@ -22,7 +24,7 @@ use trajforge_ops::operator::BatchUdf;
 use trajforge_ops::{Env, OpsError};
 
 use crate::PipelineError;
-use crate::source::{BATCH_ROWS, ROW, TrajectorySource};
+use crate::source::{BATCH_ROWS, ROW, TrajectorySource, WRITE_BATCH_ROWS};
 use crate::spec::Step;
 
 /// Canonical columns small enough to carry through the decision layer (keep policies and
@@ -52,7 +54,9 @@ pub const NARROW: [&str; 18] = [
 pub const REASONS: &str = "reasons";
 pub const REASON_DETAILS: &str = "reason_details";
 
-/// 60% of physical memory (Linux), the default memory limit.
+/// The default memory limit: 2 GiB, or 60% of physical memory (Linux) when that is less. A
+/// fixed budget keeps a run's peak memory flat whatever the input size (sorts spill to
+/// `OUT/.work/spill`); a larger one only buys fewer spills.
 pub fn default_memory_limit() -> usize {
     let total_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -63,8 +67,11 @@ pub fn default_memory_limit() -> usize {
                 .and_then(|v| v.parse::<usize>().ok())
         })
         .unwrap_or(8 << 20);
-    total_kib * 1024 / 10 * 6
+    (total_kib * 1024 / 10 * 6).min(DEFAULT_MEMORY_LIMIT)
 }
+
+/// See [`default_memory_limit`].
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
 
 /// A DataFusion session for a run.
 pub fn session(
@@ -72,23 +79,52 @@ pub fn session(
     memory_limit: usize,
     spill_dir: &Path,
 ) -> Result<SessionContext, PipelineError> {
+    let threads = threads.max(1);
     std::fs::create_dir_all(spill_dir).map_err(|e| PipelineError::io(spill_dir, e))?;
     let mut config = SessionConfig::new()
-        .with_target_partitions(threads.max(1))
+        .with_target_partitions(threads)
         .with_batch_size(BATCH_ROWS);
     // Each sorting partition holds this much back for its merge; keep it a small share of the
     // limit so small limits spill instead of failing.
-    let share = memory_limit / (8 * threads.max(1));
+    let share = memory_limit / (8 * threads);
     let execution = &mut config.options_mut().execution;
     execution.sort_spill_reservation_bytes = execution.sort_spill_reservation_bytes.min(share);
+    // Decisions cover every row, so a join's dynamic filter never prunes; and where the scan
+    // cannot take it, DataFusion wraps it in a FilterExec that coalesces to 8,192 rows
+    // (~2 GB of trajectories) regardless of the session's batch size, which no sort can
+    // reserve under a modest memory limit.
+    config
+        .options_mut()
+        .optimizer
+        .enable_join_dynamic_filter_pushdown = false;
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(memory_limit, 1.0)
+        // A fair pool: with a greedy one, one partition's sort can take the whole pool and
+        // leave the other unable to buffer a single batch (it fails instead of spilling).
+        .with_memory_pool(Arc::new(TrackConsumersPool::new(
+            FairSpillPool::new(memory_limit),
+            NonZeroUsize::new(5).expect("non-zero"),
+        )))
         .with_disk_manager_builder(
             DiskManagerBuilder::default()
-                .with_mode(DiskManagerMode::Directories(vec![spill_dir.to_path_buf()])),
+                .with_mode(DiskManagerMode::Directories(vec![spill_dir.to_path_buf()]))
+                .with_max_spill_merge_fan_in(merge_fan_in(memory_limit, threads)),
         )
         .build_arc()?;
     Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// How many spill files one sorting partition merges at once. DataFusion's default (all that
+/// fit) lets the first partition to merge take the whole pool and starve the others; a few
+/// more merge passes are cheaper than a failed run. Budget ~128 MiB per stream per thread.
+fn merge_fan_in(memory_limit: usize, threads: usize) -> usize {
+    (memory_limit / (threads * (128 << 20))).clamp(2, 16)
+}
+
+/// The session of the write stage: the same runtime (memory pool, spill folder), smaller
+/// batches (see [`WRITE_BATCH_ROWS`]).
+pub fn write_session(ctx: &SessionContext) -> SessionContext {
+    let config = ctx.copied_config().with_batch_size(WRITE_BATCH_ROWS);
+    SessionContext::new_with_config_rt(config, ctx.runtime_env())
 }
 
 /// Canonical Parquet files under `paths` (files or folders), sorted.

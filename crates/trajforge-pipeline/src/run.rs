@@ -367,9 +367,10 @@ async fn run_async(
         .clone()
         .ok_or_else(|| PipelineError::Internal("ingest checkpoint has no result".into()))?;
     let mut files = inputs.canonical.clone();
-    files.extend(crate::engine::parquet_files(&[work
-        .join("ingest")
-        .join("trajectories")])?);
+    if !inputs.raw.is_empty() {
+        let ingested = work.join("ingest").join("trajectories");
+        files.extend(crate::engine::parquet_files(&[ingested])?);
+    }
     let ctx = session(opts.threads, memory_limit, &work.join("spill"))?;
     let source = TrajectorySource::open(&files)?;
     if !state.done.iter().any(|d| d == "decide") {
@@ -581,6 +582,7 @@ async fn write_stage(
 ) -> Result<Written, PipelineError> {
     let dir = cx.work.join("write");
     remove_dir(&dir)?;
+    let ctx = &crate::engine::write_session(ctx);
     let src = ctx.read_table(Arc::new(source.clone()))?;
     let dec = ctx.read_batches(decisions.to_vec())?;
     let plan = write_plan(&cx.pipeline.steps, src, dec, &cx.pipeline.write.sort_by)?;

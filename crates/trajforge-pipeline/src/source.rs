@@ -33,15 +33,24 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::file::metadata::ParquetMetaData;
 
 use crate::PipelineError;
 
 /// The ordinal column every scan adds.
 pub const ROW: &str = "_row";
 
-/// Rows per batch read: trajectories are ~100 KB each, so this keeps batches near 25 MB.
+/// Decoded bytes a scan batch aims at (see `rows_per_batch`).
+pub const BATCH_TARGET_BYTES: u64 = 16 << 20;
+
+/// Rows per batch in the decide stage: trajectories are ~100 KB each, so batches stay near
+/// 25–60 MB in memory. The scan reads whatever batch size its session asks for.
 pub const BATCH_ROWS: usize = 256;
+
+/// Rows per batch in the write stage: every sorted batch is held (twice, by the sort's
+/// reckoning) per spill file being merged, so wide rows travel in small batches.
+pub const WRITE_BATCH_ROWS: usize = 64;
 
 /// One Parquet file of the dataset.
 #[derive(Debug, Clone)]
@@ -182,14 +191,68 @@ impl TableProvider for TrajectorySource {
     }
 }
 
-/// A row group to read and the `_row` of its first row (row groups of a file are contiguous in
-/// `_row`, so a run of them reads as one stream).
-#[derive(Debug, Clone, Copy)]
+/// A run of rows inside one row group: rows `offset..offset + rows` of the group, whose first
+/// row has `_row` = `first_row`. A partition's pieces are contiguous in `_row`, so the pieces
+/// of one file read as one stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Chunk {
     file: usize,
     row_group: usize,
+    /// Rows in the whole row group.
+    group_rows: u64,
+    offset: u64,
+    rows: u64,
     first_row: u64,
+    /// The piece's share of the row group's compressed bytes (for progress).
     bytes: u64,
+}
+
+/// Cuts the row groups into `parts` contiguous ranges of (almost) equal rows, splitting row
+/// groups where needed: one huge row group must not leave all but one thread idle.
+fn split(groups: &[Chunk], parts: usize) -> Vec<Vec<Chunk>> {
+    let total: u64 = groups.iter().map(|c| c.rows).sum();
+    let parts = (parts.max(1) as u64).min(total.max(1));
+    let mut out: Vec<Vec<Chunk>> = (0..parts).map(|_| Vec::new()).collect();
+    let mut start = 0; // global row index of the current group's first row
+    for g in groups {
+        let mut done = 0;
+        while done < g.rows {
+            let at = start + done;
+            let part = (at * parts / total.max(1)) as usize;
+            let part_end = ((part as u64 + 1) * total).div_ceil(parts);
+            let take = (part_end - at).min(g.rows - done);
+            out[part].push(Chunk {
+                offset: g.offset + done,
+                rows: take,
+                first_row: g.first_row + done,
+                bytes: g.bytes * take / g.rows.max(1),
+                ..*g
+            });
+            done += take;
+        }
+        start += g.rows;
+    }
+    out.retain(|p| !p.is_empty());
+    if out.is_empty() {
+        out.push(Vec::new());
+    }
+    out
+}
+
+/// The rows of `pieces` (one file, ascending row groups) as a selection over their row groups.
+fn row_selection(pieces: &[Chunk]) -> RowSelection {
+    let mut selectors = Vec::new();
+    for p in pieces {
+        if p.offset > 0 {
+            selectors.push(RowSelector::skip(p.offset as usize));
+        }
+        selectors.push(RowSelector::select(p.rows as usize));
+        let after = p.group_rows - p.offset - p.rows;
+        if after > 0 {
+            selectors.push(RowSelector::skip(after as usize));
+        }
+    }
+    RowSelection::from(selectors)
 }
 
 /// The physical scan of a [`TrajectorySource`].
@@ -203,43 +266,26 @@ pub struct TrajectoryScan {
     props: Arc<PlanProperties>,
 }
 
-/// Contiguous ranges of chunks with about equal rows each.
-fn split(chunks: Vec<(Chunk, u64)>, parts: usize) -> Vec<Vec<Chunk>> {
-    let total: u64 = chunks.iter().map(|c| c.1).sum();
-    let target = total.div_ceil(parts as u64).max(1);
-    let mut out: Vec<Vec<Chunk>> = vec![Vec::new()];
-    let mut filled = 0;
-    for (chunk, rows) in chunks {
-        if filled >= target && out.len() < parts {
-            out.push(Vec::new());
-            filled = 0;
-        }
-        if let Some(last) = out.last_mut() {
-            last.push(chunk);
-        }
-        filled += rows;
-    }
-    out
-}
-
 impl TrajectoryScan {
     fn new(source: &TrajectorySource, projection: Vec<usize>, parts: usize) -> DfResult<Self> {
         let schema = Arc::new(source.schema.project(&projection)?);
-        let mut chunks = Vec::new();
+        let mut groups = Vec::new();
         for (fi, f) in source.files.iter().enumerate() {
             let mut first = f.first_row;
             for (ri, &(rows, bytes)) in f.row_groups.iter().enumerate() {
-                let chunk = Chunk {
+                groups.push(Chunk {
                     file: fi,
                     row_group: ri,
+                    group_rows: rows,
+                    offset: 0,
+                    rows,
                     first_row: first,
                     bytes,
-                };
-                chunks.push((chunk, rows));
+                });
                 first += rows;
             }
         }
-        let partitions = split(chunks, parts);
+        let partitions = split(&groups, parts);
         let mut eq = EquivalenceProperties::new(Arc::clone(&schema));
         if let Ok(i) = schema.index_of(ROW) {
             let sort = PhysicalSortExpr::new_default(Arc::new(Column::new(ROW, i)));
@@ -282,6 +328,39 @@ impl DisplayAs for TrajectoryScan {
     }
 }
 
+/// Rows per batch for these row groups: at most `max_rows`, and few enough that a batch of the
+/// widest row group's average row (projected columns, decoded) stays near
+/// [`BATCH_TARGET_BYTES`]. Trajectories range from a few KB to many MB, so a fixed row count
+/// would let memory follow the corpus's row sizes.
+fn rows_per_batch(
+    metadata: &ParquetMetaData,
+    groups: &[usize],
+    columns: &[&str],
+    max_rows: usize,
+) -> usize {
+    let widest = groups
+        .iter()
+        .filter_map(|&g| metadata.row_groups().get(g))
+        .map(|rg| {
+            let bytes: i64 = rg
+                .columns()
+                .iter()
+                .filter(|c| {
+                    c.column_path()
+                        .parts()
+                        .first()
+                        .is_some_and(|root| columns.contains(&root.as_str()))
+                })
+                .map(|c| c.uncompressed_size())
+                .sum();
+            bytes.max(0) as u64 / (rg.num_rows().max(1) as u64)
+        })
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    (BATCH_TARGET_BYTES / widest).clamp(1, max_rows.max(1) as u64) as usize
+}
+
 /// Reads one partition's row groups into `tx`, adding `_row`.
 fn read_partition(
     files: &[SourceFile],
@@ -289,6 +368,7 @@ fn read_partition(
     projection: &[usize],
     schema: &SchemaRef,
     counter: &ScanCounter,
+    batch_rows: usize,
     tx: &tokio::sync::mpsc::Sender<DfResult<RecordBatch>>,
 ) -> DfResult<()> {
     let full = source_schema();
@@ -309,10 +389,13 @@ fn read_partition(
             .filter_map(|n| file_schema.index_of(n).ok())
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+        let groups: Vec<usize> = run.iter().map(|c| c.row_group).collect();
+        let rows = rows_per_batch(builder.metadata(), &groups, &wanted, batch_rows);
         let reader = builder
             .with_projection(mask)
-            .with_row_groups(run.iter().map(|c| c.row_group).collect())
-            .with_batch_size(BATCH_ROWS)
+            .with_row_groups(groups)
+            .with_row_selection(row_selection(run))
+            .with_batch_size(rows)
             .build()
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let mut next_row = run[0].first_row;
@@ -393,20 +476,197 @@ impl ExecutionPlan for TrajectoryScan {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        let batch_rows = context.session_config().batch_size();
         let chunks = self.partitions.get(partition).cloned().ok_or_else(|| {
             DataFusionError::Internal(format!("TrajectoryScan has no partition {partition}"))
         })?;
-        let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 2);
+        // One batch queued per partition: decoded trajectories are the bulk of a run's memory.
+        let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 1);
         let tx = builder.tx();
         let files = Arc::clone(&self.files);
         let projection = self.projection.clone();
         let schema = Arc::clone(&self.schema);
         let counter = Arc::clone(&self.counter);
         builder.spawn_blocking(move || {
-            read_partition(&files, &chunks, &projection, &schema, &counter, &tx)
+            read_partition(
+                &files,
+                &chunks,
+                &projection,
+                &schema,
+                &counter,
+                batch_rows,
+                &tx,
+            )
         });
         Ok(builder.build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(sizes: &[(usize, u64)]) -> Vec<Chunk> {
+        let mut first = 0;
+        let mut row_group = Vec::new();
+        let mut out = Vec::new();
+        for &(file, rows) in sizes {
+            row_group.resize(file + 1, 0);
+            out.push(Chunk {
+                file,
+                row_group: row_group[file],
+                group_rows: rows,
+                offset: 0,
+                rows,
+                first_row: first,
+                bytes: rows * 10,
+            });
+            row_group[file] += 1;
+            first += rows;
+        }
+        out
+    }
+
+    /// Every row lands in exactly one partition, in `_row` order, with balanced partitions.
+    #[test]
+    fn split_covers_rows_once_in_order_and_balances() {
+        let cases: &[&[(usize, u64)]] = &[
+            &[(0, 4969), (0, 31)],
+            &[(0, 1)],
+            &[(0, 3), (1, 7), (1, 2), (2, 100)],
+            &[(0, 10), (0, 10), (0, 10)],
+        ];
+        for case in cases {
+            let g = groups(case);
+            let total: u64 = g.iter().map(|c| c.rows).sum();
+            for parts in 1..=5 {
+                let split = split(&g, parts);
+                let flat: Vec<Chunk> = split.iter().flatten().copied().collect();
+                let mut next = 0;
+                for c in &flat {
+                    assert_eq!(c.first_row, next, "{case:?} / {parts}: rows out of order");
+                    assert!(c.offset + c.rows <= c.group_rows);
+                    next += c.rows;
+                }
+                assert_eq!(next, total);
+                let sizes: Vec<u64> = split
+                    .iter()
+                    .map(|p| p.iter().map(|c| c.rows).sum())
+                    .collect();
+                let (lo, hi) = (
+                    sizes.iter().min().expect("test setup"),
+                    sizes.iter().max().expect("test setup"),
+                );
+                assert!(hi - lo <= 1, "{case:?} / {parts}: unbalanced {sizes:?}");
+                assert_eq!(split.len() as u64, (parts as u64).min(total));
+            }
+        }
+    }
+
+    #[test]
+    fn a_piece_selects_its_rows_of_the_group() {
+        let piece = |offset, rows| Chunk {
+            file: 0,
+            row_group: 0,
+            group_rows: 10,
+            offset,
+            rows,
+            first_row: 0,
+            bytes: 0,
+        };
+        let sel = row_selection(&[piece(3, 4)]);
+        assert_eq!(sel.row_count(), 4);
+        assert_eq!(sel.skipped_row_count(), 6);
+        let whole = row_selection(&[piece(0, 10), piece(0, 5)]);
+        assert_eq!(whole.row_count(), 15);
+        assert_eq!(whole.skipped_row_count(), 5);
+    }
+
+    /// Reads a canonical file with several row groups at 1–4 partitions: the same rows get the
+    /// same `_row`, whatever the split.
+    #[test]
+    fn partitions_read_the_same_rows_with_the_same_ordinals() {
+        use datafusion::prelude::{SessionConfig, SessionContext};
+        let dir = tempfile::tempdir().expect("test setup");
+        let path = dir.path().join("t.parquet");
+        let rows = sample_rows();
+        let n = rows.num_rows();
+        assert!(n > 10, "the sample has {n} rows");
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(5))
+            .build();
+        let file = std::fs::File::create(&path).expect("test setup");
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, rows.schema(), Some(props))
+            .expect("test setup");
+        w.write(&rows).expect("test setup");
+        w.close().expect("test setup");
+        let source =
+            Arc::new(TrajectorySource::open(std::slice::from_ref(&path)).expect("test setup"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("test setup");
+        let mut seen = Vec::new();
+        for parts in 1..=4 {
+            let config = SessionConfig::new()
+                .with_target_partitions(parts)
+                .with_batch_size(3);
+            let ctx = SessionContext::new_with_config(config);
+            let batches = rt.block_on(async {
+                let df = ctx.read_table(source.clone()).expect("test setup");
+                df.select_columns(&[ROW, "trajectory_id"])
+                    .expect("test setup")
+                    .sort(vec![datafusion::prelude::col(ROW).sort(true, false)])
+                    .expect("test setup")
+                    .collect()
+                    .await
+                    .expect("test setup")
+            });
+            let pairs: Vec<(u64, String)> = batches
+                .iter()
+                .flat_map(|b| {
+                    let r = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<UInt64Array>()
+                        .expect("test setup");
+                    let id = arrow::array::AsArray::as_string::<i32>(b.column(1));
+                    (0..b.num_rows())
+                        .map(|i| (r.value(i), id.value(i).to_string()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(pairs.len(), n, "{parts} partitions");
+            assert!(pairs.iter().enumerate().all(|(i, p)| p.0 == i as u64));
+            seen.push(pairs);
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    /// The canonical rows of the bundled synthetic sample (ingested through trajforge-io).
+    fn sample_rows() -> RecordBatch {
+        let dir = tempfile::tempdir().expect("test setup");
+        let sample = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../data-samples/synthetic/zero.parquet"
+        );
+        let opts = trajforge_io::IngestOptions::new(vec![sample.into()], dir.path().into());
+        trajforge_io::ingest(&opts, &trajforge_io::ingest::NoProgress).expect("test setup");
+        let files =
+            crate::engine::parquet_files(&[dir.path().join("trajectories")]).expect("test setup");
+        let batches: Vec<RecordBatch> = files
+            .iter()
+            .flat_map(|f| {
+                ParquetRecordBatchReaderBuilder::try_new(
+                    std::fs::File::open(f).expect("test setup"),
+                )
+                .expect("test setup")
+                .build()
+                .expect("test setup")
+                .map(|b| b.expect("batch"))
+            })
+            .collect();
+        arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("test setup")
     }
 }

@@ -33,7 +33,8 @@ pub struct PipelineFile {
     /// Force one input format instead of detecting it per file (e.g. `nvidia-openhands`).
     #[serde(default)]
     pub format: Option<String>,
-    /// Memory the executor may use before it spills or fails: bytes or `512MiB`, `4GiB`.
+    /// Memory the executor may use before it spills or fails: bytes or `512MiB`, `4GiB`
+    /// (default 2GiB, or 60% of RAM when less). Peak RSS stays near this plus ~0.2 GB.
     #[serde(default)]
     pub memory_limit: Option<String>,
     /// The steps, in order; each names an `op` and its options.
