@@ -173,6 +173,14 @@ impl Canon {
             h.update(&[0]);
             self.feed(msg.content(), &mut h);
             h.update(&[0]);
+            // Absent and empty differ, as in `content_hash`.
+            if let Some(reasoning) = msg.reasoning() {
+                h.update(&[3]);
+                self.feed(reasoning, &mut h);
+            }
+            h.update(&[0]);
+            h.update(msg.name().unwrap_or("").as_bytes());
+            h.update(&[0]);
             if !self.call_ids {
                 h.update(msg.tool_call_id().unwrap_or("").as_bytes());
             }
@@ -212,6 +220,38 @@ mod tests {
         assert_ne!(digest(&c, a), digest(&c, &a.replace("x.py", "y.py")));
         let strict = Canon::new(&[], &[]);
         assert_ne!(digest(&strict, a), digest(&strict, b));
+    }
+
+    /// The canonical key sees everything `content_hash` sees (reasoning, message names), and
+    /// ignores what it is told to (call ids).
+    #[test]
+    fn key_covers_reasoning_and_names_but_not_call_ids() {
+        use crate::view::tests::{batch_of, call, tool, traj};
+        let base = traj(
+            "a",
+            vec![
+                call("bash", serde_json::json!({"command": "ls"})),
+                tool("x"),
+            ],
+        );
+        let mut reasoned = base.clone();
+        reasoned.messages[0].reasoning_content = Some("think".into());
+        let mut empty_reasoning = base.clone();
+        empty_reasoning.messages[0].reasoning_content = Some(String::new());
+        let mut named = base.clone();
+        named.messages[1].name = Some("bash".into());
+        let mut other_ids = base.clone();
+        other_ids.messages[0].tool_calls[0].id = Some("call_other".into());
+        let batch = batch_of(vec![base, reasoned, empty_reasoning, named, other_ids]);
+        let messages = batch.column_by_name("messages").expect("messages");
+        let view = MessagesView::try_new(messages).expect("canonical");
+        let c = Canon::new(&Ignore::all(), &[]);
+        let keys: Vec<String> = (0..5).map(|i| c.hash_row(&view, i)).collect();
+        for i in 1..4 {
+            assert_ne!(keys[0], keys[i], "row {i} differs from row 0");
+        }
+        assert_ne!(keys[1], keys[2]);
+        assert_eq!(keys[0], keys[4], "call ids are ignored");
     }
 
     #[test]

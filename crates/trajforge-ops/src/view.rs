@@ -15,7 +15,9 @@ pub struct MessagesView<'a> {
     list: &'a GenericListArray<i32>,
     role: &'a StringArray,
     content: &'a LargeStringArray,
+    reasoning: &'a LargeStringArray,
     tool_call_id: &'a StringArray,
+    name: &'a StringArray,
     calls: &'a GenericListArray<i32>,
     call_id: &'a StringArray,
     call_name: &'a StringArray,
@@ -77,7 +79,12 @@ impl<'a> MessagesView<'a> {
             list: messages,
             role: utf8(field(msgs, "role")?, "messages.role")?,
             content: large_utf8(field(msgs, "content")?, "messages.content")?,
+            reasoning: large_utf8(
+                field(msgs, "reasoning_content")?,
+                "messages.reasoning_content",
+            )?,
             tool_call_id: utf8(field(msgs, "tool_call_id")?, "messages.tool_call_id")?,
+            name: utf8(field(msgs, "name")?, "messages.name")?,
             calls,
             call_id: utf8(field(call, "id")?, "tool_calls.id")?,
             call_name: utf8(field(call, "name")?, "tool_calls.name")?,
@@ -127,6 +134,17 @@ impl<'a> Msg<'a> {
 
     pub fn tool_call_id(&self) -> Option<&'a str> {
         opt_str(self.view.tool_call_id, self.index)
+    }
+
+    /// The model's reasoning text (`reasoning_content`), if the source kept it.
+    pub fn reasoning(&self) -> Option<&'a str> {
+        let r = self.view.reasoning;
+        (!r.is_null(self.index)).then(|| r.value(self.index))
+    }
+
+    /// The message's `name` (the tool name on some tool results), if any.
+    pub fn name(&self) -> Option<&'a str> {
+        opt_str(self.view.name, self.index)
     }
 
     pub fn is_assistant(&self) -> bool {

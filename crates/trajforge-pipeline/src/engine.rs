@@ -10,9 +10,11 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, ListBuilder, StringBuilder};
-use arrow::datatypes::{DataType, Field};
+use arrow::compute::kernels::aggregate as arrays;
+use arrow::datatypes::{DataType, Field, UInt64Type};
 use datafusion::common::{DFSchema, JoinType};
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -218,11 +220,53 @@ fn collect_reasons(steps: &[Step], details: bool) -> Expr {
     )
 }
 
-/// The decide plan over `source` (a scan of canonical rows).
+/// Rows and trajectory bytes (`content_bytes`) each step has judged so far, for progress bars.
+#[derive(Debug, Default)]
+pub struct StepMeters {
+    steps: Vec<(AtomicU64, AtomicU64)>,
+}
+
+impl StepMeters {
+    pub fn new(steps: usize) -> Arc<StepMeters> {
+        Arc::new(StepMeters {
+            steps: (0..steps).map(|_| Default::default()).collect(),
+        })
+    }
+
+    /// `(rows, bytes)` per step.
+    pub fn read(&self) -> Vec<(u64, u64)> {
+        self.steps
+            .iter()
+            .map(|(r, b)| (r.load(Ordering::Relaxed), b.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Passes step `index`'s reason column through unchanged, counting the rows (and their
+    /// `content_bytes`) as they leave the step.
+    fn meter(self: &Arc<Self>, index: usize, reason: Expr) -> Expr {
+        let meters = Arc::clone(self);
+        BatchUdf::call(
+            format!("tf_meter_{index:02}"),
+            DataType::Utf8,
+            vec![reason, col("content_bytes")],
+            move |arrays: &[ArrayRef]| {
+                let bytes = arrays[1].as_primitive::<UInt64Type>();
+                if let Some((rows, total)) = meters.steps.get(index) {
+                    rows.fetch_add(arrays[0].len() as u64, Ordering::Relaxed);
+                    total.fetch_add(arrays::sum(bytes).unwrap_or(0), Ordering::Relaxed);
+                }
+                Ok(Arc::clone(&arrays[0]))
+            },
+        )
+    }
+}
+
+/// The decide plan over `source` (a scan of canonical rows); `meters` counts each step's rows.
 pub fn decide_plan(
     steps: &[Step],
     source: DataFrame,
     env: &PlanEnv,
+    meters: &Arc<StepMeters>,
 ) -> Result<DataFrame, PipelineError> {
     let mut exprs: Vec<Expr> = std::iter::once(ROW).chain(NARROW).map(col).collect();
     for step in steps {
@@ -235,6 +279,8 @@ pub fn decide_plan(
         df = step
             .operator
             .decide(df, &step.ctx, alive_before(steps, k), env)?;
+        let reason = step.ctx.reason_col();
+        df = df.with_column(&reason, meters.meter(k, col(reason.as_str())))?;
     }
     let mut out: Vec<Expr> = vec![col(ROW)];
     for step in steps {
@@ -312,7 +358,13 @@ pub fn explain_plans(
         let ctx = session(threads, default_memory_limit(), &spill)?;
         let source = Arc::new(TrajectorySource::open(&files)?);
         let env = PlanEnv::new(ctx.clone())?;
-        let decide = decide_plan(&pipeline.steps, ctx.read_table(source.clone())?, &env)?;
+        let meters = StepMeters::new(pipeline.steps.len());
+        let decide = decide_plan(
+            &pipeline.steps,
+            ctx.read_table(source.clone())?,
+            &env,
+            &meters,
+        )?;
         let decisions_schema = decide.schema().as_arrow().clone();
         let empty =
             datafusion::datasource::MemTable::try_new(Arc::new(decisions_schema), vec![vec![]])?;

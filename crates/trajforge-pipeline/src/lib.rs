@@ -25,3 +25,5 @@ pub use spec::{LoadOptions, Pipeline, load, load_str};
 
 #[cfg(test)]
 mod docs_tests;
+#[cfg(test)]
+mod run_tests;

@@ -25,7 +25,9 @@ use trajforge_io::{IngestOptions, Progress};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::PipelineError;
-use crate::engine::{PlanEnv, REASONS, decide_plan, default_memory_limit, session, write_plan};
+use crate::engine::{
+    PlanEnv, REASONS, StepMeters, decide_plan, default_memory_limit, session, write_plan,
+};
 use crate::source::{ROW, TrajectorySource};
 use crate::spec::Pipeline;
 
@@ -46,6 +48,10 @@ pub trait RunProgress: Sync {
     /// Rows and bytes done so far in the current stage.
     fn advance(&self, _rows: u64, _bytes: u64) {}
     fn stage_done(&self) {}
+    /// The decide stage judges rows with these steps (one bar each); totals are rows.
+    fn steps(&self, _names: &[String], _total_rows: u64) {}
+    /// Rows and trajectory bytes step `index` has judged so far.
+    fn step_advance(&self, _index: usize, _rows: u64, _bytes: u64) {}
     /// Progress for the ingest stage.
     fn ingest(&self) -> &dyn Progress;
 }
@@ -499,11 +505,13 @@ fn ingest_stage(cx: &Ctx, inputs: &Inputs) -> Result<IngestResult, PipelineError
     })
 }
 
-/// Polls the scan counter into the progress bar while `fut` runs.
+/// Polls the scan counter (and the step meters, if any) into the progress bars while `fut`
+/// runs.
 async fn with_progress<T>(
     cx: &Ctx<'_>,
     source: &TrajectorySource,
     name: &str,
+    meters: Option<&StepMeters>,
     fut: impl std::future::Future<Output = T>,
 ) -> T {
     let counter = source.counter();
@@ -511,18 +519,24 @@ async fn with_progress<T>(
     let start_bytes = counter.bytes.load(std::sync::atomic::Ordering::Relaxed);
     cx.progress
         .stage(name, source.total_rows(), source.total_bytes());
+    let report = || {
+        let rows = counter.rows.load(std::sync::atomic::Ordering::Relaxed) - start_rows;
+        let bytes = counter.bytes.load(std::sync::atomic::Ordering::Relaxed) - start_bytes;
+        cx.progress.advance(rows, bytes);
+        let steps = meters.map(StepMeters::read).unwrap_or_default();
+        for (k, (rows, bytes)) in steps.into_iter().enumerate() {
+            cx.progress.step_advance(k, rows, bytes);
+        }
+    };
     let mut fut = std::pin::pin!(fut);
     let out = loop {
         let tick = std::pin::pin!(tokio::time::sleep(std::time::Duration::from_millis(200)));
         match futures::future::select(fut.as_mut(), tick).await {
             futures::future::Either::Left((out, _)) => break out,
-            futures::future::Either::Right(((), _)) => {
-                let rows = counter.rows.load(std::sync::atomic::Ordering::Relaxed) - start_rows;
-                let bytes = counter.bytes.load(std::sync::atomic::Ordering::Relaxed) - start_bytes;
-                cx.progress.advance(rows, bytes);
-            }
+            futures::future::Either::Right(((), _)) => report(),
         }
     };
+    report();
     cx.progress.stage_done();
     out
 }
@@ -534,8 +548,12 @@ async fn decide_stage(
 ) -> Result<(), PipelineError> {
     let env = PlanEnv::new(ctx.clone())?;
     let df = ctx.read_table(Arc::new(source.clone()))?;
-    let plan = decide_plan(&cx.pipeline.steps, df, &env)?;
-    let batches = with_progress(cx, source, "decide", plan.collect())
+    let steps = &cx.pipeline.steps;
+    let meters = StepMeters::new(steps.len());
+    let plan = decide_plan(steps, df, &env, &meters)?;
+    let names: Vec<String> = steps.iter().map(|s| s.ctx.name.clone()).collect();
+    cx.progress.steps(&names, source.total_rows());
+    let batches = with_progress(cx, source, "decide", Some(&meters), plan.collect())
         .await
         .map_err(|e| explain_df(e, cx.memory_limit))?;
     let schema = batches
@@ -628,7 +646,7 @@ async fn write_stage(
         }
         Ok::<_, PipelineError>(())
     };
-    with_progress(cx, source, "write", writing)
+    with_progress(cx, source, "write", None, writing)
         .await
         .map_err(|e| match e {
             PipelineError::Plan(d) => explain_df(d, cx.memory_limit),

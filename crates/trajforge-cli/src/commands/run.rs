@@ -1,9 +1,10 @@
 //! `trajforge run PIPELINE.yaml`.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail};
-use indicatif::ProgressBar;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use trajforge_io::Progress;
 use trajforge_pipeline::run::{RunProgress, StepCounts};
 use trajforge_pipeline::spec::ExplainStep;
@@ -40,10 +41,27 @@ pub struct Args {
     explain: bool,
 }
 
+/// One bar per stage (rows scanned) and, while the decide stage runs, one per step (rows
+/// judged, trajectory MB/s).
 struct Bars {
     global: Global,
-    current: std::sync::Mutex<Option<ProgressBar>>,
+    multi: MultiProgress,
+    current: Mutex<Option<ProgressBar>>,
+    steps: Mutex<Vec<ProgressBar>>,
     ingest: IngestBar,
+}
+
+const ROWS_TEMPLATE: &str = "{prefix:>24} [{bar:30}] {pos}/{len} rows {msg} ({elapsed})";
+
+/// Shows rows and bytes over the bar's elapsed time as rows/s and MB/s.
+fn set_rate(b: &ProgressBar, rows: u64, bytes: u64) {
+    b.set_position(rows);
+    let secs = b.elapsed().as_secs_f64().max(1e-3);
+    b.set_message(format!(
+        "{:.0} rows/s {:.1} MB/s",
+        rows as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    ));
 }
 
 impl RunProgress for Bars {
@@ -51,11 +69,9 @@ impl RunProgress for Bars {
         if name == "ingest" {
             return;
         }
-        let b = bar(
-            self.global,
-            total_rows,
-            "{prefix:>7} [{bar:30}] {pos}/{len} rows {per_sec} {msg} ({elapsed})",
-        );
+        let b = self
+            .multi
+            .insert(0, bar(self.global, total_rows, ROWS_TEMPLATE));
         b.set_prefix(name.to_string());
         if let Ok(mut c) = self.current.lock() {
             *c = Some(b);
@@ -64,9 +80,7 @@ impl RunProgress for Bars {
     fn advance(&self, rows: u64, bytes: u64) {
         if let Ok(c) = self.current.lock() {
             if let Some(b) = c.as_ref() {
-                b.set_position(rows);
-                let secs = b.elapsed().as_secs_f64().max(1e-3);
-                b.set_message(format!("{:.1} MB/s", bytes as f64 / 1e6 / secs));
+                set_rate(b, rows, bytes);
             }
         }
     }
@@ -76,7 +90,31 @@ impl RunProgress for Bars {
                 b.finish();
             }
         }
+        if let Ok(mut steps) = self.steps.lock() {
+            for b in steps.drain(..) {
+                b.finish();
+            }
+        }
         self.ingest.0.finish_and_clear();
+    }
+    fn steps(&self, names: &[String], total_rows: u64) {
+        if let Ok(mut steps) = self.steps.lock() {
+            *steps = names
+                .iter()
+                .map(|name| {
+                    let b = self.multi.add(bar(self.global, total_rows, ROWS_TEMPLATE));
+                    b.set_prefix(format!("  {name}"));
+                    b
+                })
+                .collect();
+        }
+    }
+    fn step_advance(&self, index: usize, rows: u64, bytes: u64) {
+        if let Ok(steps) = self.steps.lock() {
+            if let Some(b) = steps.get(index) {
+                set_rate(b, rows, bytes);
+            }
+        }
     }
     fn ingest(&self) -> &dyn Progress {
         &self.ingest
@@ -148,9 +186,15 @@ pub fn run(args: Args, global: Global, threads: usize) -> Result<()> {
         resume: args.resume,
         command: command.join(" "),
     };
+    let multi = MultiProgress::new();
+    if global.quiet || global.json {
+        multi.set_draw_target(ProgressDrawTarget::hidden());
+    }
     let bars = Bars {
         global,
-        current: std::sync::Mutex::new(None),
+        multi,
+        current: Mutex::new(None),
+        steps: Mutex::new(Vec::new()),
         ingest: IngestBar(bar(
             global,
             0,
