@@ -13,9 +13,9 @@ LIMIT=()
 [ -n "${MEMORY_LIMIT:-}" ] && LIMIT=(--set "memory_limit=$MEMORY_LIMIT")
 WORK=${BENCH_DIR:-target/bench-pipeline}
 mkdir -p "$WORK"
-# Two builds: with --example, cargo builds only the example, not the trajforge binary.
-cargo build -q --release -p trajforge-cli
-cargo build -q --release -p trajforge-ops --example minhash_bench
+# --bins too: with --example alone cargo builds only the example, not the trajforge binary (and
+# one invocation keeps one feature resolution, so datafusion is not built twice).
+cargo build -q --release -p trajforge-cli -p trajforge-ops --bins --example minhash_bench
 BIN=target/release/trajforge
 
 echo "== MinHash (1 core, num_perm=128, word 5-grams, 2000 texts of 15000 words) =="

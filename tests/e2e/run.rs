@@ -615,29 +615,57 @@ fn explain_prints_steps_and_plans_without_running() {
 
 /// Under a small memory limit the run spills and writes the same bytes; under an impossible one
 /// it fails with a message that says what to change.
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A 400-row synthetic corpus (~50 MB of trajectories) under 160 MiB at two threads: the write
+/// sort spills (the manifest says how much) and the outputs are byte-identical to an unlimited
+/// run; under 1 MiB the run fails naming the setting to raise.
 #[test]
 fn memory_limit_spills_or_fails_clearly() {
     let tmp = tempfile::tempdir().expect("tmp");
+    let corpus = tmp.path().join("zero.parquet");
+    let opts = trajforge_synth::SynthOptions {
+        kind: trajforge_synth::Kind::Zero,
+        count: 400,
+        seed: 5,
+        defect_rate: 0.3,
+        batch_rows: 64,
+    };
+    trajforge_synth::synth(&opts, &corpus, &|_| {}).expect("synth");
     let quick = pipeline("quickstart.yaml");
+    let input = corpus.display().to_string();
+    let args = |out: &Path, limit: &str| -> Vec<String> {
+        let out = out.display().to_string();
+        let set = format!("memory_limit={limit}");
+        let a = [
+            "run",
+            &quick,
+            "--input",
+            &input,
+            "--out",
+            &out,
+            "--threads",
+            "2",
+        ];
+        a.iter()
+            .chain(&["--quiet", "--set", &set])
+            .map(|s| s.to_string())
+            .collect()
+    };
     let free = tmp.path().join("free");
-    run(&[
-        "run",
-        &quick,
-        "--out",
-        free.to_str().expect("utf8"),
-        "--quiet",
-    ]);
     let tight = tmp.path().join("tight");
-    let limited = [
-        "run",
-        &quick,
-        "--out",
-        tight.to_str().expect("utf8"),
-        "--quiet",
-    ];
-    run(&[&limited[..], &["--set", "memory_limit=64MiB"]].concat());
+    let unspilled = run(&strs(&args(&free, "8GiB")));
+    assert_eq!(unspilled["timings"]["write_spilled_bytes"], 0);
+    let spilled = run(&strs(&args(&tight, "160MiB")));
+    assert!(
+        spilled["timings"]["write_spilled_bytes"].as_u64() > Some(0),
+        "160 MiB should make the write sort spill: {}",
+        spilled["timings"]
+    );
     assert_eq!(dir_bytes(&tight, &OUTPUTS), dir_bytes(&free, &OUTPUTS));
-    let res = trajforge(&[&limited[..], &["--set", "memory_limit=1MiB"]].concat());
+    let res = trajforge(&strs(&args(&tmp.path().join("fail"), "1MiB")));
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(

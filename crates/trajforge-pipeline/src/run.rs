@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -106,6 +107,17 @@ pub struct Timings {
     pub total_seconds: f64,
     pub rows_per_second: f64,
     pub input_mb_per_second: f64,
+    /// Bytes the decide and write plans spilled to disk under `memory_limit` (0: all in memory).
+    #[serde(default)]
+    pub decide_spilled_bytes: u64,
+    #[serde(default)]
+    pub write_spilled_bytes: u64,
+}
+
+/// Bytes spilled by `plan` and its inputs, from DataFusion's metrics.
+fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+    own + plan.children().into_iter().map(spilled_bytes).sum::<u64>()
 }
 
 /// `OUT/manifest.json`.
@@ -381,7 +393,7 @@ async fn run_async(
     let source = TrajectorySource::open(&files)?;
     if !state.done.iter().any(|d| d == "decide") {
         let t = Instant::now();
-        decide_stage(&cx, &ctx, &source).await?;
+        state.timings.decide_spilled_bytes = decide_stage(&cx, &ctx, &source).await?;
         state.timings.decide_seconds = t.elapsed().as_secs_f64();
         state.done.push("decide".into());
         save_state(&work, &state)?;
@@ -390,7 +402,9 @@ async fn run_async(
     let decisions = read_decisions(&work.join("decisions.parquet"))?;
     if !state.done.iter().any(|d| d == "write") {
         let t = Instant::now();
-        state.written = Some(write_stage(&cx, &ctx, &source, &decisions).await?);
+        let (written, spilled) = write_stage(&cx, &ctx, &source, &decisions).await?;
+        state.written = Some(written);
+        state.timings.write_spilled_bytes = spilled;
         state.timings.write_seconds = t.elapsed().as_secs_f64();
         state.done.push("write".into());
         save_state(&work, &state)?;
@@ -545,7 +559,7 @@ async fn decide_stage(
     cx: &Ctx<'_>,
     ctx: &SessionContext,
     source: &TrajectorySource,
-) -> Result<(), PipelineError> {
+) -> Result<u64, PipelineError> {
     let env = PlanEnv::new(ctx.clone())?;
     let df = ctx.read_table(Arc::new(source.clone()))?;
     let steps = &cx.pipeline.steps;
@@ -553,7 +567,9 @@ async fn decide_stage(
     let plan = decide_plan(steps, df, &env, &meters)?;
     let names: Vec<String> = steps.iter().map(|s| s.ctx.name.clone()).collect();
     cx.progress.steps(&names, source.total_rows());
-    let batches = with_progress(cx, source, "decide", Some(&meters), plan.collect())
+    let physical = plan.create_physical_plan().await?;
+    let running = collect(Arc::clone(&physical), ctx.task_ctx());
+    let batches = with_progress(cx, source, "decide", Some(&meters), running)
         .await
         .map_err(|e| explain_df(e, cx.memory_limit))?;
     let schema = batches
@@ -566,7 +582,7 @@ async fn decide_stage(
         file.write(b)?;
     }
     file.finish()?;
-    Ok(())
+    Ok(spilled_bytes(&physical))
 }
 
 fn read_decisions(path: &Path) -> Result<Vec<RecordBatch>, PipelineError> {
@@ -597,7 +613,7 @@ async fn write_stage(
     ctx: &SessionContext,
     source: &TrajectorySource,
     decisions: &[RecordBatch],
-) -> Result<Written, PipelineError> {
+) -> Result<(Written, u64), PipelineError> {
     let dir = cx.work.join("write");
     remove_dir(&dir)?;
     let ctx = &crate::engine::write_session(ctx);
@@ -629,8 +645,9 @@ async fn write_stage(
         parts,
     )?;
     let work = cx.work.clone();
+    let physical = plan.create_physical_plan().await?;
     let writing = async {
-        let mut stream = plan.execute_stream().await?;
+        let mut stream = execute_stream(Arc::clone(&physical), ctx.task_ctx())?;
         let mut paused = false;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -652,10 +669,11 @@ async fn write_stage(
             PipelineError::Plan(d) => explain_df(d, cx.memory_limit),
             other => other,
         })?;
-    Ok(Written {
+    let written = Written {
         kept: kept.finish()?,
         filtered: filtered.finish()?,
-    })
+    };
+    Ok((written, spilled_bytes(&physical)))
 }
 
 /// Moves outputs from the work folder into place.
