@@ -35,6 +35,16 @@ fn run(args: &[&str]) -> Value {
     serde_json::from_str(&text).expect("manifest is JSON")
 }
 
+/// `trajforge run PIPELINE --out OUT --quiet EXTRA...`, returning the manifest.
+fn run_pipeline(pipeline_file: &str, out: &Path, extra: &[&str]) -> Value {
+    let out = out.display().to_string();
+    let args: Vec<&str> = ["run", pipeline_file, "--out", &out, "--quiet"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    run(&args)
+}
+
 fn batches(dir: &Path) -> Vec<RecordBatch> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .expect("output folder")
@@ -130,26 +140,12 @@ fn shipped_pipelines_on_the_samples() {
     let tmp = tempfile::tempdir().expect("tmp");
     let samples = root().join("data-samples").display().to_string();
     let quick = tmp.path().join("quickstart");
-    let m = run(&[
-        "run",
-        &pipeline("quickstart.yaml"),
-        "--out",
-        quick.to_str().expect("utf8"),
-        "--quiet",
-    ]);
+    let m = run_pipeline(&pipeline("quickstart.yaml"), &quick, &[]);
     assert_ledger(&m, &quick);
     insta::assert_json_snapshot!("quickstart", summary(&m, &quick));
 
     let zero = tmp.path().join("zero");
-    let m = run(&[
-        "run",
-        &pipeline("zero.yaml"),
-        "--input",
-        &samples,
-        "--out",
-        zero.to_str().expect("utf8"),
-        "--quiet",
-    ]);
+    let m = run_pipeline(&pipeline("zero.yaml"), &zero, &["--input", &samples]);
     assert_ledger(&m, &zero);
     insta::assert_json_snapshot!("zero", summary(&m, &zero));
 
@@ -163,19 +159,11 @@ fn shipped_pipelines_on_the_samples() {
         "steps.near_dedupe.reference=[{}]",
         zero.join("kept").display()
     );
-    let m = run(&[
-        "run",
+    let m = run_pipeline(
         &pipeline("hero.yaml"),
-        "--input",
-        &samples,
-        "--out",
-        hero.to_str().expect("utf8"),
-        "--set",
-        &reference,
-        "--set",
-        &near_ref,
-        "--quiet",
-    ]);
+        &hero,
+        &["--input", &samples, "--set", &reference, "--set", &near_ref],
+    );
     assert_ledger(&m, &hero);
     // Everything ZERO kept is in the reference, so HERO keeps none of those rows again.
     let zero_kept: BTreeSet<String> = kept_ids(&zero).into_iter().collect();
@@ -195,15 +183,7 @@ fn filtered_rows_list_every_reason_that_applied() {
         "version: 1\nsteps:\n  - op: max_assistant_turns\n    max: 5\n  - op: no_execution\n  - op: exact_dedupe\n",
     )
     .expect("write");
-    let m = run(&[
-        "run",
-        yaml.to_str().expect("utf8"),
-        "--input",
-        &samples,
-        "--out",
-        out.to_str().expect("utf8"),
-        "--quiet",
-    ]);
+    let m = run_pipeline(yaml.to_str().expect("utf8"), &out, &["--input", &samples]);
     assert_ledger(&m, &out);
     let reasons = filtered_reasons(&out);
     let both = reasons.values().filter(|r| r.len() >= 2).count();
@@ -272,19 +252,18 @@ fn zero_pipeline_finds_the_planted_defects_and_only_them() {
     trajforge_synth::synth(&opts, &corpus, &|_| {}).expect("synth");
     let truth = read_truth(&trajforge_synth::truth_path(&corpus));
     let out = tmp.path().join("out");
-    let m = run(&[
-        "run",
+    let m = run_pipeline(
         &pipeline("zero.yaml"),
-        "--input",
-        corpus.to_str().expect("utf8"),
-        "--out",
-        out.to_str().expect("utf8"),
-        "--quiet",
-        "--set",
-        "steps.exact_dedupe.keep=first",
-        "--set",
-        "steps.near_dedupe.keep=first",
-    ]);
+        &out,
+        &[
+            "--input",
+            corpus.to_str().expect("utf8"),
+            "--set",
+            "steps.exact_dedupe.keep=first",
+            "--set",
+            "steps.near_dedupe.keep=first",
+        ],
+    );
     assert_ledger(&m, &out);
     let reasons = filtered_reasons(&out);
     let mut per_defect: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -354,15 +333,11 @@ fn near_dedupe_matches_brute_force_jaccard() {
     )
     .expect("write");
     let out = tmp.path().join("out");
-    run(&[
-        "run",
+    run_pipeline(
         yaml.to_str().expect("utf8"),
-        "--input",
-        corpus.to_str().expect("utf8"),
-        "--out",
-        out.to_str().expect("utf8"),
-        "--quiet",
-    ]);
+        &out,
+        &["--input", corpus.to_str().expect("utf8")],
+    );
     let flagged: BTreeSet<String> = filtered_reasons(&out).into_keys().collect();
     // Brute force over the ingested rows in input order.
     let mh = MinHasher::new(128, 5, 1);
@@ -434,17 +409,16 @@ fn outputs_do_not_depend_on_the_thread_count() {
     let mut results = Vec::new();
     for threads in ["1", "2", "3"] {
         let out = tmp.path().join(format!("t{threads}"));
-        run(&[
-            "run",
+        run_pipeline(
             &pipeline("quickstart.yaml"),
-            "--out",
-            out.to_str().expect("utf8"),
-            "--threads",
-            threads,
-            "--quiet",
-            "--set",
-            "steps.write.rows_per_shard=10",
-        ]);
+            &out,
+            &[
+                "--threads",
+                threads,
+                "--set",
+                "steps.write.rows_per_shard=10",
+            ],
+        );
         results.push(dir_bytes(&out, &OUTPUTS));
     }
     assert!(results[0].len() > 3, "several shards");
@@ -482,15 +456,7 @@ fn resume_after_kill_gives_identical_outputs() {
     let tmp = tempfile::tempdir().expect("tmp");
     let shards = "steps.write.rows_per_shard=10";
     let reference = tmp.path().join("reference");
-    run(&[
-        "run",
-        &pipeline("quickstart.yaml"),
-        "--out",
-        reference.to_str().expect("utf8"),
-        "--quiet",
-        "--set",
-        shards,
-    ]);
+    run_pipeline(&pipeline("quickstart.yaml"), &reference, &["--set", shards]);
     let expected = dir_bytes(&reference, &OUTPUTS);
     for point in ["ingest", "decide", "write-part", "write"] {
         let out = tmp.path().join(point);
@@ -509,16 +475,11 @@ fn resume_after_kill_gives_identical_outputs() {
             !out.join("manifest.json").exists(),
             "{point}: a killed run has no manifest"
         );
-        let m = run(&[
-            "run",
+        let m = run_pipeline(
             &pipeline("quickstart.yaml"),
-            "--out",
-            out.to_str().expect("utf8"),
-            "--quiet",
-            "--set",
-            shards,
-            "--resume",
-        ]);
+            &out,
+            &["--set", shards, "--resume"],
+        );
         assert_eq!(m["resumed"], true, "{point}");
         assert_eq!(
             dir_bytes(&out, &OUTPUTS),
@@ -615,10 +576,6 @@ fn explain_prints_steps_and_plans_without_running() {
 
 /// Under a small memory limit the run spills and writes the same bytes; under an impossible one
 /// it fails with a message that says what to change.
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 /// A 400-row synthetic corpus (~50 MB of trajectories) under 64 MiB on one thread (it runs from
 /// 32 MiB and still spills at 96 MiB, so the check is not on a knife edge): the write sort
 /// spills (the manifest says how much) and the outputs are byte-identical to an unlimited run;
@@ -637,36 +594,29 @@ fn memory_limit_spills_or_fails_clearly() {
     trajforge_synth::synth(&opts, &corpus, &|_| {}).expect("synth");
     let quick = pipeline("quickstart.yaml");
     let input = corpus.display().to_string();
-    let args = |out: &Path, limit: &str| -> Vec<String> {
-        let out = out.display().to_string();
-        let set = format!("memory_limit={limit}");
-        let a = [
-            "run",
-            &quick,
-            "--input",
-            &input,
-            "--out",
-            &out,
-            "--threads",
-            "1",
-        ];
-        a.iter()
-            .chain(&["--quiet", "--set", &set])
-            .map(|s| s.to_string())
-            .collect()
-    };
+    let one_thread = ["--input", input.as_str(), "--threads", "1", "--set"];
     let free = tmp.path().join("free");
     let tight = tmp.path().join("tight");
-    let unspilled = run(&strs(&args(&free, "8GiB")));
+    let unspilled = run_pipeline(
+        &quick,
+        &free,
+        &[&one_thread[..], &["memory_limit=8GiB"]].concat(),
+    );
     assert_eq!(unspilled["timings"]["write_spilled_bytes"], 0);
-    let spilled = run(&strs(&args(&tight, "64MiB")));
+    let spilled = run_pipeline(
+        &quick,
+        &tight,
+        &[&one_thread[..], &["memory_limit=64MiB"]].concat(),
+    );
     assert!(
         spilled["timings"]["write_spilled_bytes"].as_u64() > Some(0),
         "64 MiB should make the write sort spill: {}",
         spilled["timings"]
     );
     assert_eq!(dir_bytes(&tight, &OUTPUTS), dir_bytes(&free, &OUTPUTS));
-    let res = trajforge(&strs(&args(&tmp.path().join("fail"), "1MiB")));
+    let fail = tmp.path().join("fail").display().to_string();
+    let args = ["run", quick.as_str(), "--out", fail.as_str()];
+    let res = trajforge(&[&args[..], &one_thread[..], &["memory_limit=1MiB"]].concat());
     assert!(!res.status.success());
     let err = String::from_utf8_lossy(&res.stderr);
     assert!(
@@ -683,22 +633,12 @@ fn exact_dedupe_on_content_hash_matches_the_canonical_key() {
     let quick = pipeline("quickstart.yaml");
     let full = tmp.path().join("full");
     let hashed = tmp.path().join("hashed");
-    let a = run(&[
-        "run",
+    let a = run_pipeline(&quick, &full, &[]);
+    let b = run_pipeline(
         &quick,
-        "--out",
-        full.to_str().expect("utf8"),
-        "--quiet",
-    ]);
-    let b = run(&[
-        "run",
-        &quick,
-        "--out",
-        hashed.to_str().expect("utf8"),
-        "--quiet",
-        "--set",
-        "steps.exact_dedupe.ignore=[call_ids]",
-    ]);
+        &hashed,
+        &["--set", "steps.exact_dedupe.ignore=[call_ids]"],
+    );
     assert!(a["reasons"]["exact_dedupe"].as_u64() > Some(0));
     assert_eq!(a["reasons"]["exact_dedupe"], b["reasons"]["exact_dedupe"]);
     assert_eq!(kept_ids(&full), kept_ids(&hashed));
@@ -714,22 +654,15 @@ fn canonical_inputs_run_without_ingest() {
     crate::common::ingest_into(&[samples], &canonical, None);
     let raw_out = tmp.path().join("raw");
     let can_out = tmp.path().join("can");
-    let raw = run(&[
-        "run",
+    let raw = run_pipeline(&pipeline("quickstart.yaml"), &raw_out, &[]);
+    let can = run_pipeline(
         &pipeline("quickstart.yaml"),
-        "--out",
-        raw_out.to_str().expect("utf8"),
-        "--quiet",
-    ]);
-    let can = run(&[
-        "run",
-        &pipeline("quickstart.yaml"),
-        "--input",
-        canonical.join("trajectories").to_str().expect("utf8"),
-        "--out",
-        can_out.to_str().expect("utf8"),
-        "--quiet",
-    ]);
+        &can_out,
+        &[
+            "--input",
+            canonical.join("trajectories").to_str().expect("utf8"),
+        ],
+    );
     assert_ledger(&can, &can_out);
     assert_eq!(can["ledger"]["rejected"], 0);
     assert_eq!(
