@@ -129,14 +129,42 @@ impl Serialize for Json {
     }
 }
 
+/// The `json.dumps` keywords templates pass through `tojson`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DumpOptions {
+    /// Escape every non-ASCII character as `\uXXXX` (surrogate pairs above U+FFFF).
+    pub ensure_ascii: bool,
+    pub sort_keys: bool,
+    /// `separators=(item, key)`.
+    pub item_separator: String,
+    pub key_separator: String,
+}
+
+/// transformers' defaults: `ensure_ascii=False`, `", "` and `": "`, keys in order.
+impl Default for DumpOptions {
+    fn default() -> Self {
+        DumpOptions {
+            ensure_ascii: false,
+            sort_keys: false,
+            item_separator: ", ".into(),
+            key_separator: ": ".into(),
+        }
+    }
+}
+
 /// `json.dumps(value, ensure_ascii=False)`.
 pub fn dumps(value: &Json) -> String {
+    dumps_with(value, &DumpOptions::default())
+}
+
+/// `json.dumps(value, …)` with the given keywords.
+pub fn dumps_with(value: &Json, opts: &DumpOptions) -> String {
     let mut out = String::new();
-    write_json(value, &mut out);
+    write_json(value, opts, &mut out);
     out
 }
 
-fn write_json(value: &Json, out: &mut String) {
+fn write_json(value: &Json, opts: &DumpOptions, out: &mut String) {
     match value {
         Json::Null => out.push_str("null"),
         Json::Bool(true) => out.push_str("true"),
@@ -148,35 +176,40 @@ fn write_json(value: &Json, out: &mut String) {
             let _ = write!(out, "{u}");
         }
         Json::Float(f) => out.push_str(&float_repr(*f)),
-        Json::Str(s) => write_str(s, out),
+        Json::Str(s) => write_str(s, opts.ensure_ascii, out),
         Json::Array(items) => {
             out.push('[');
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    out.push_str(&opts.item_separator);
                 }
-                write_json(v, out);
+                write_json(v, opts, out);
             }
             out.push(']');
         }
         Json::Object(items) => {
+            let mut entries: Vec<&(String, Json)> = items.iter().collect();
+            if opts.sort_keys {
+                // UTF-8 byte order is code-point order, which is how Python sorts str keys.
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+            }
             out.push('{');
-            for (i, (k, v)) in items.iter().enumerate() {
+            for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    out.push_str(&opts.item_separator);
                 }
-                write_str(k, out);
-                out.push_str(": ");
-                write_json(v, out);
+                write_str(k, opts.ensure_ascii, out);
+                out.push_str(&opts.key_separator);
+                write_json(v, opts, out);
             }
             out.push('}');
         }
     }
 }
 
-/// A JSON string as Python's encoder writes it with `ensure_ascii=False`: only `"`, `\` and
-/// control characters below U+0020 are escaped.
-pub fn write_str(s: &str, out: &mut String) {
+/// A JSON string as Python's encoder writes it: `"`, `\` and control characters below U+0020
+/// escaped; with `ensure_ascii`, also everything outside printable ASCII (DEL included).
+pub fn write_str(s: &str, ensure_ascii: bool, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -187,8 +220,11 @@ pub fn write_str(s: &str, out: &mut String) {
             '\t' => out.push_str("\\t"),
             '\u{08}' => out.push_str("\\b"),
             '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            c if (c as u32) < 0x20 || (ensure_ascii && !(' '..='~').contains(&c)) => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
             }
             c => out.push(c),
         }
@@ -272,6 +308,27 @@ mod tests {
         assert_eq!(
             dumps(&v),
             "{\"z\": 1, \"a\": [true, null, 2.0, \"é\\n\\\"\\\\\\u0001\"], \"m\": {\"k\": -3}}"
+        );
+    }
+
+    /// CPython: `json.dumps({"é": "😀\x7f", "b": [1, 2], "a": None}, ensure_ascii=True,
+    /// sort_keys=True, separators=(",", ":"))`.
+    #[test]
+    fn dumps_honours_ensure_ascii_sort_keys_and_separators() {
+        let v = Json::parse(r#"{"é": "😀\u007f", "b": [1, 2], "a": null}"#).expect("json");
+        let opts = DumpOptions {
+            ensure_ascii: true,
+            sort_keys: true,
+            item_separator: ",".into(),
+            key_separator: ":".into(),
+        };
+        assert_eq!(
+            dumps_with(&v, &opts),
+            r#"{"a":null,"b":[1,2],"\u00e9":"\ud83d\ude00\u007f"}"#
+        );
+        assert_eq!(
+            dumps(&v),
+            "{\"é\": \"😀\u{7f}\", \"b\": [1, 2], \"a\": null}"
         );
     }
 

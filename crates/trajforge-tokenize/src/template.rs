@@ -7,12 +7,12 @@
 
 use std::path::Path;
 
-use minijinja::value::{Value, ValueKind};
+use minijinja::value::{Kwargs, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 use trajforge_schema::Message;
 
 use crate::TokenizeError;
-use crate::pyjson::{self, Json};
+use crate::pyjson::{self, DumpOptions, Json};
 
 /// A compiled chat template.
 #[derive(Debug)]
@@ -22,20 +22,40 @@ pub struct ChatTemplate {
 
 const NAME: &str = "chat";
 
-/// `tojson` as transformers defines it (`indent` honoured, other keywords accepted).
-fn tojson(value: Value, kwargs: minijinja::value::Kwargs) -> Result<Value, Error> {
-    let indent: Option<Value> = kwargs.get("indent")?;
-    for key in ["ensure_ascii", "separators", "sort_keys"] {
-        let _: Option<Value> = kwargs.get(key)?;
+/// `tojson` as transformers defines it: `json.dumps(x, ensure_ascii=False, indent=None,
+/// separators=None, sort_keys=False)`, the keywords honoured (`indent` is refused rather than
+/// rendered differently).
+fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
+    let mut opts = DumpOptions::default();
+    if let Some(v) = kwargs.get::<Option<bool>>("ensure_ascii")? {
+        opts.ensure_ascii = v;
     }
-    kwargs.assert_all_used()?;
-    if indent.is_some_and(|v| !v.is_none()) {
+    if let Some(v) = kwargs.get::<Option<bool>>("sort_keys")? {
+        opts.sort_keys = v;
+    }
+    if let Some(seps) = kwargs.get::<Option<Vec<String>>>("separators")? {
+        let [item, key] = <[String; 2]>::try_from(seps).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidOperation,
+                "tojson: separators must be a pair",
+            )
+        })?;
+        (opts.item_separator, opts.key_separator) = (item, key);
+    }
+    if kwargs
+        .get::<Option<Value>>("indent")?
+        .is_some_and(|v| !v.is_none())
+    {
         return Err(Error::new(
             ErrorKind::InvalidOperation,
             "tojson(indent=…) is not supported",
         ));
     }
-    Ok(Value::from_safe_string(pyjson::dumps(&to_json(&value)?)))
+    kwargs.assert_all_used()?;
+    Ok(Value::from_safe_string(pyjson::dumps_with(
+        &to_json(&value)?,
+        &opts,
+    )))
 }
 
 /// A template value as JSON (what Python's encoder would see).
@@ -278,6 +298,24 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    /// transformers' `tojson` keywords change the output as `json.dumps`'s do (CPython strings).
+    #[test]
+    fn tojson_keywords_follow_json_dumps() {
+        let t = ChatTemplate::new(concat!(
+            "{{ messages[0] | tojson }}|",
+            "{{ messages[0] | tojson(sort_keys=true, separators=[',', ':'], ensure_ascii=true) }}",
+        ))
+        .expect("compiles");
+        let msg = Json::parse(r#"{"role": "user", "content": "é"}"#).expect("json");
+        let text = t.render_json(&[msg], None).expect("renders");
+        assert_eq!(
+            text,
+            r#"{"role": "user", "content": "é"}|{"content":"\u00e9","role":"user"}"#
+        );
+        let indented = ChatTemplate::new("{{ messages | tojson(indent=2) }}").expect("compiles");
+        assert!(indented.render_json(&[], None).is_err());
     }
 
     #[test]
