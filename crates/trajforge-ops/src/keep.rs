@@ -87,6 +87,24 @@ pub struct RankCols {
     pub first_is_ref: Option<String>,
 }
 
+impl RankCols {
+    /// The step's own names (`_sNN_rank`, `_sNN_first`, and `_sNN_first_ref` with a reference).
+    pub fn for_step(ctx: &crate::StepCtx, with_reference: bool) -> RankCols {
+        RankCols {
+            rank: ctx.col("rank"),
+            first: ctx.col("first"),
+            first_is_ref: with_reference.then(|| ctx.col("first_ref")),
+        }
+    }
+
+    /// All the names, to drop once the step has decided.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names = vec![self.rank.as_str(), self.first.as_str()];
+        names.extend(self.first_is_ref.as_deref());
+        names
+    }
+}
+
 /// Ranks the rows of each group (`alive` rows only take part together; dropped rows form
 /// groups of their own that the caller ignores) with window functions.
 pub fn rank_groups(

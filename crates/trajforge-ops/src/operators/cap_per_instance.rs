@@ -78,11 +78,7 @@ impl Operator for CapPerInstance {
     ) -> Result<DataFrame, OpsError> {
         let by = col(self.options.by.as_str());
         let order = keep_order(self.options.keep, &self.options.order_by, false, env)?;
-        let cols = RankCols {
-            rank: ctx.col("rank"),
-            first: ctx.col("first"),
-            first_is_ref: None,
-        };
+        let cols = RankCols::for_step(ctx, false);
         let df = rank_groups(df, alive.clone(), by.clone(), order, &cols)?;
         let over = alive
             .and(by.clone().is_not_null())
@@ -95,6 +91,6 @@ impl Operator for CapPerInstance {
             lit(format!(" (cap {})", self.options.max)),
         ]);
         let df = df.with_column(&ctx.reason_col(), when(over, detail).end()?)?;
-        Ok(df.drop_columns(&[cols.rank.as_str(), cols.first.as_str()])?)
+        Ok(df.drop_columns(&cols.names())?)
     }
 }

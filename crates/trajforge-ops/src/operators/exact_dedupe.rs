@@ -110,11 +110,7 @@ impl Operator for ExactDedupe {
             self.key_expr(ctx),
         )?;
         let order = keep_order(self.options.keep, &self.options.order_by, reference, env)?;
-        let cols = RankCols {
-            rank: ctx.col("rank"),
-            first: ctx.col("first"),
-            first_is_ref: reference.then(|| ctx.col("first_ref")),
-        };
+        let cols = RankCols::for_step(ctx, reference);
         let df = rank_groups(df, alive.clone(), col(ctx.col("key")), order, &cols)?;
         let of_ref = match &cols.first_is_ref {
             Some(c) => when(col(c), lit(" in the reference")).otherwise(lit(""))?,
@@ -125,14 +121,9 @@ impl Operator for ExactDedupe {
         let df = df
             .with_column(&ctx.reason_col(), when(dropped, detail).end()?)?
             .filter(datafusion::prelude::not(col("_ref")))?;
-        let mut temp = vec![
-            cols.rank.clone(),
-            cols.first.clone(),
-            ctx.col("key"),
-            "_ref".into(),
-        ];
-        temp.extend(cols.first_is_ref);
-        let temp: Vec<&str> = temp.iter().map(String::as_str).collect();
+        let key = ctx.col("key");
+        let mut temp = cols.names();
+        temp.extend([key.as_str(), "_ref"]);
         Ok(df.drop_columns(&temp)?)
     }
 }
