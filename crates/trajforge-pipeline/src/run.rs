@@ -185,7 +185,8 @@ fn pause_point(work: &Path, point: &str) {
 
 /// Input files sorted into canonical Parquet, raw inputs and skipped files.
 struct Inputs {
-    canonical: Vec<PathBuf>,
+    /// Canonical Parquet files and their row counts (from the footer read to classify them).
+    canonical: Vec<(PathBuf, u64)>,
     raw: Vec<PathBuf>,
     skipped: Vec<String>,
 }
@@ -205,11 +206,16 @@ fn classify_inputs(inputs: &[String]) -> Result<Inputs, PipelineError> {
     };
     for f in files {
         if f.extension().is_some_and(|e| e == "parquet") {
-            let schema = std::fs::File::open(&f)
+            let footer = std::fs::File::open(&f)
                 .ok()
                 .and_then(|h| ParquetRecordBatchReaderBuilder::try_new(h).ok())
-                .map(|b| Arc::clone(b.schema()));
-            if let Some(schema) = schema {
+                .map(|b| {
+                    (
+                        Arc::clone(b.schema()),
+                        b.metadata().file_metadata().num_rows(),
+                    )
+                });
+            if let Some((schema, rows)) = footer {
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 let is = |s: &arrow::datatypes::Schema| {
                     s.fields()
@@ -217,7 +223,7 @@ fn classify_inputs(inputs: &[String]) -> Result<Inputs, PipelineError> {
                         .all(|f| names.contains(&f.name().as_str()))
                 };
                 if is(&trajforge_schema::arrow_schema()) {
-                    out.canonical.push(f);
+                    out.canonical.push((f, rows.max(0) as u64));
                     continue;
                 }
                 if is(&rejects) {
@@ -325,6 +331,7 @@ async fn run_async(
     let all: Vec<PathBuf> = inputs
         .canonical
         .iter()
+        .map(|(p, _)| p)
         .chain(&inputs.raw)
         .cloned()
         .collect();
@@ -384,7 +391,7 @@ async fn run_async(
         .ingest
         .clone()
         .ok_or_else(|| PipelineError::Internal("ingest checkpoint has no result".into()))?;
-    let mut files = inputs.canonical.clone();
+    let mut files: Vec<PathBuf> = inputs.canonical.iter().map(|(p, _)| p.clone()).collect();
     if !inputs.raw.is_empty() {
         let ingested = work.join("ingest").join("trajectories");
         files.extend(crate::engine::parquet_files(&[ingested])?);
@@ -470,9 +477,8 @@ fn ingest_stage(cx: &Ctx, inputs: &Inputs) -> Result<IngestResult, PipelineError
     remove_dir(&dir)?;
     let mut files = Vec::new();
     let (mut read, mut rejected) = (0, 0);
-    for path in &inputs.canonical {
+    for &(ref path, rows) in &inputs.canonical {
         let fp = trajforge_io::source::fingerprint_file(path)?;
-        let rows = crate::source::inspect_file(path)?.iter().map(|r| r.0).sum();
         read += rows;
         files.push(InputFile {
             path: path.display().to_string(),
