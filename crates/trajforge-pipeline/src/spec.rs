@@ -34,7 +34,8 @@ pub struct PipelineFile {
     #[serde(default)]
     pub format: Option<String>,
     /// Memory the executor may use before it spills or fails: bytes or `512MiB`, `4GiB`
-    /// (default 2GiB, or 60% of RAM when less). Peak RSS stays near this plus ~0.2 GB.
+    /// (default 2GiB, or 60% of RAM when less). Measured peak RSS of zero.yaml: 1.1-1.2 GB at
+    /// 1GiB, 1.5-1.9 GB at 2GiB, from 5k to 40k rows (bench/RESULTS.md).
     #[serde(default)]
     pub memory_limit: Option<String>,
     /// The steps, in order; each names an `op` and its options.
