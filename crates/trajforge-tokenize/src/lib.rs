@@ -4,9 +4,16 @@
 //! `json.dumps` (key order, separators, float `repr`) because chat templates serialise tools
 //! and arguments with it; [`template`] renders the model's own Jinja chat template exactly as
 //! `transformers`' `apply_chat_template(messages, tools=…)` does, tool-call arguments decoded
-//! first so they are not encoded twice.
+//! first so they are not encoded twice; [`model`] loads a Hugging Face tokenizer folder (the
+//! Qwen2.5-Coder one is bundled) and encodes with a cache of repeated pieces; [`sample`] turns
+//! one conversation into token ids and a loss mask derived from the rendering (assistant turns
+//! only) under a length policy; [`pack`] packs samples best-fit-decreasing into fixed-length
+//! rows without splitting any; [`shard`] holds the Arrow layouts of tokenized and packed rows
+//! and writes them as zstd Parquet shards.
 
+pub mod model;
 pub mod pyjson;
+pub mod sample;
 pub mod template;
 
 /// What went wrong, and whose fault it is.
@@ -18,6 +25,12 @@ pub enum TokenizeError {
     /// A row cannot be rendered (the message says which and why).
     #[error("data: {0}")]
     Data(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// A bug in trajforge.
     #[error("internal error (a bug): {0}")]
     Internal(String),

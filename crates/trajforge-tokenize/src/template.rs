@@ -122,18 +122,8 @@ impl ChatTemplate {
     pub fn from_dir(dir: &Path) -> Result<ChatTemplate, TokenizeError> {
         let config = dir.join("tokenizer_config.json");
         if let Ok(text) = std::fs::read_to_string(&config) {
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                TokenizeError::Config(format!("{}: not JSON: {e}", config.display()))
-            })?;
-            match v.get("chat_template") {
-                Some(serde_json::Value::String(s)) => return ChatTemplate::new(s),
-                Some(serde_json::Value::Array(named)) => {
-                    let default = named.iter().find(|t| t["name"] == "default");
-                    if let Some(s) = default.and_then(|t| t["template"].as_str()) {
-                        return ChatTemplate::new(s);
-                    }
-                }
-                _ => {}
+            if let Some(t) = ChatTemplate::from_config(&text, &config.display().to_string())? {
+                return Ok(t);
             }
         }
         let jinja = dir.join("chat_template.jinja");
@@ -144,6 +134,26 @@ impl ChatTemplate {
             ))
         })?;
         ChatTemplate::new(&text)
+    }
+
+    /// The `chat_template` of a `tokenizer_config.json` text (`origin` names it in errors).
+    pub fn from_config_text(text: &str, origin: &str) -> Result<ChatTemplate, TokenizeError> {
+        ChatTemplate::from_config(text, origin)?
+            .ok_or_else(|| TokenizeError::Config(format!("{origin}: no chat_template")))
+    }
+
+    fn from_config(text: &str, origin: &str) -> Result<Option<ChatTemplate>, TokenizeError> {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| TokenizeError::Config(format!("{origin}: not JSON: {e}")))?;
+        let source = match v.get("chat_template") {
+            Some(serde_json::Value::String(s)) => Some(s.as_str()),
+            Some(serde_json::Value::Array(named)) => named
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str()),
+            _ => None,
+        };
+        source.map(ChatTemplate::new).transpose()
     }
 
     /// Renders a conversation (no generation prompt). `tools`: the JSON schemas passed as
@@ -167,19 +177,35 @@ impl ChatTemplate {
         messages: &[Json],
         tools: Option<&[Json]>,
     ) -> Result<String, TokenizeError> {
+        let values: Vec<Value> = messages.iter().map(Value::from_serialize).collect();
+        self.render_values(&values, &tools_value(tools), false)
+    }
+
+    /// Renders template values (see [`message_value`] and [`tools_value`]); the caller keeps
+    /// them converted once when it renders many prefixes of one conversation.
+    pub fn render_values(
+        &self,
+        messages: &[Value],
+        tools: &Value,
+        add_generation_prompt: bool,
+    ) -> Result<String, TokenizeError> {
         let template = self
             .env
             .get_template(NAME)
             .map_err(|e| TokenizeError::Internal(e.to_string()))?;
-        let tools = tools.map(Value::from_serialize);
         template
             .render(minijinja::context! {
-                messages => Value::from_serialize(messages),
+                messages => Value::from(messages.to_vec()),
                 tools => tools,
-                add_generation_prompt => false,
+                add_generation_prompt => add_generation_prompt,
             })
             .map_err(|e| TokenizeError::Data(format!("chat template: {e:#}")))
     }
+}
+
+/// The `tools=` argument as a template value (`None` when there are none).
+pub fn tools_value(tools: Option<&[Json]>) -> Value {
+    tools.map_or(Value::from(()), Value::from_serialize)
 }
 
 /// One canonical message as the OpenAI JSON `apply_chat_template` takes, tool-call arguments
