@@ -9,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 use tempfile::NamedTempFile;
@@ -27,6 +28,8 @@ pub struct PartOptions {
     pub row_group_rows: usize,
     /// zstd level (1–22).
     pub zstd_level: i32,
+    /// Key-value pairs stored in each file's footer.
+    pub metadata: Vec<(String, String)>,
 }
 
 impl Default for PartOptions {
@@ -37,6 +40,7 @@ impl Default for PartOptions {
             row_group_bytes: 64 << 20,
             row_group_rows: 16_384,
             zstd_level: 3,
+            metadata: Vec::new(),
         }
     }
 }
@@ -80,6 +84,13 @@ impl ParquetFile {
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(options.row_group_rows))
             .set_statistics_enabled(EnabledStatistics::Page)
+            .set_key_value_metadata((!options.metadata.is_empty()).then(|| {
+                options
+                    .metadata
+                    .iter()
+                    .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+                    .collect()
+            }))
             .build();
         let temp = tempfile::Builder::new()
             .prefix(".trajforge-")

@@ -278,6 +278,7 @@ fn part_options(p: &Pipeline) -> PartOptions {
         row_group_bytes: p.write.row_group_bytes,
         row_group_rows: p.write.row_group_rows,
         zstd_level: p.write.zstd_level,
+        metadata: Vec::new(),
     }
 }
 

@@ -12,8 +12,10 @@
 //! and writes them as zstd Parquet shards.
 
 pub mod model;
+pub mod pack;
 pub mod pyjson;
 pub mod sample;
+pub mod shard;
 pub mod template;
 
 /// What went wrong, and whose fault it is.
