@@ -7,3 +7,4 @@ mod malformed;
 mod readers;
 mod run;
 mod synth;
+mod tokenize;

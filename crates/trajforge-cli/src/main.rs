@@ -3,7 +3,8 @@
 //! The command-line front end: `ingest` turns published trajectory formats into canonical
 //! Parquet, `inspect` summarises any Parquet dataset and pretty-prints a trajectory, `synth`
 //! generates realistic OpenHands trajectories with planted defects for scale tests, `run` executes a
-//! declarative YAML pipeline on DataFusion. Global flags
+//! declarative YAML pipeline on DataFusion, `tokenize` renders, tokenizes, loss-masks and
+//! optionally packs trajectories for training. Global flags
 //! set the thread count (rayon, and DataFusion in later commands), silence progress bars, or ask
 //! for one machine-readable JSON summary line on stdout.
 
@@ -46,6 +47,7 @@ enum Command {
     Inspect(commands::inspect::Args),
     Synth(commands::synth::Args),
     Run(commands::run::Args),
+    Tokenize(commands::tokenize::Args),
 }
 
 /// Settings every command gets.
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args, global),
         Command::Synth(args) => commands::synth::run(args, global),
         Command::Run(args) => commands::run::run(args, global, threads),
+        Command::Tokenize(args) => commands::tokenize::run(args, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

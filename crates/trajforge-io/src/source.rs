@@ -259,6 +259,44 @@ impl<R: Read> Read for HashingReader<'_, R> {
     }
 }
 
+/// What a `.parquet` input holds, judged from its footer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParquetKind {
+    /// Canonical trajectories (every column of the canonical schema), with its row count.
+    Canonical(u64),
+    /// A rejects table written by trajforge.
+    Rejects,
+    /// Anything else (a raw published dataset, or not readable as Parquet).
+    Other,
+}
+
+/// Reads the footer of `path` (a `.parquet` file) to tell canonical trajectories and rejects
+/// tables from raw inputs; anything else, or a non-Parquet name, is [`ParquetKind::Other`].
+pub fn parquet_kind(path: &Path) -> ParquetKind {
+    if !path.extension().is_some_and(|e| e == "parquet") {
+        return ParquetKind::Other;
+    }
+    let footer = File::open(path)
+        .ok()
+        .and_then(|h| ParquetRecordBatchReaderBuilder::try_new(h).ok())
+        .map(|b| (b.schema().clone(), b.metadata().file_metadata().num_rows()));
+    let Some((schema, rows)) = footer else {
+        return ParquetKind::Other;
+    };
+    let has_all = |want: &arrow::datatypes::Schema| {
+        want.fields()
+            .iter()
+            .all(|f| schema.field_with_name(f.name()).is_ok())
+    };
+    if has_all(&trajforge_schema::arrow_schema()) {
+        ParquetKind::Canonical(rows.max(0) as u64)
+    } else if has_all(&crate::reject::rejects_schema()) {
+        ParquetKind::Rejects
+    } else {
+        ParquetKind::Other
+    }
+}
+
 /// xxh3-128 of a whole file.
 pub fn fingerprint_file(path: &Path) -> Result<FileFingerprint, IoError> {
     let mut file = File::open(path).map_err(|e| IoError::io(path, e))?;

@@ -23,5 +23,7 @@ pub mod view;
 
 pub use error::OpsError;
 pub use operator::{Env, Operator, OperatorDef, StepCtx, StepKind};
+pub use operators::pack::PackOptions;
+pub use operators::tokenize::TokenizeOptions;
 pub use operators::write::WriteOptions;
 pub use registry::{RegistryVisitor, operator_names, visit_operators};

@@ -107,6 +107,16 @@ pub trait Operator: Send + Sync + Debug {
     fn write_options(&self) -> Option<&crate::operators::write::WriteOptions> {
         None
     }
+
+    /// The tokenize settings, for the `tokenize` step.
+    fn tokenize_options(&self) -> Option<&crate::operators::tokenize::TokenizeOptions> {
+        None
+    }
+
+    /// The packing settings, for the `pack` step.
+    fn pack_options(&self) -> Option<&crate::operators::pack::PackOptions> {
+        None
+    }
 }
 
 /// An operator type: its name, documentation, options and how to build it.

@@ -9,8 +9,8 @@ use crate::operators::{
     ends_with_finish::EndsWithFinish, exact_dedupe::ExactDedupe,
     max_assistant_turns::MaxAssistantTurns, max_failed_edits::MaxFailedEdits,
     near_dedupe::NearDedupe, no_execution::NoExecution, non_empty_patch::NonEmptyPatch,
-    one_tool_call_per_turn::OneToolCallPerTurn, patch_touches_tests::PatchTouchesTests,
-    valid_tool_calls::ValidToolCalls, where_sql::Where, write::Write,
+    one_tool_call_per_turn::OneToolCallPerTurn, pack::Pack, patch_touches_tests::PatchTouchesTests,
+    tokenize::Tokenize, valid_tool_calls::ValidToolCalls, where_sql::Where, write::Write,
 };
 
 /// Receives each registered operator type.
@@ -35,6 +35,8 @@ pub fn visit_operators(v: &mut impl RegistryVisitor) {
     v.visit::<NearDedupe>();
     v.visit::<CapPerInstance>();
     v.visit::<Write>();
+    v.visit::<Tokenize>();
+    v.visit::<Pack>();
 }
 
 /// The registered operator names, in order.
@@ -61,6 +63,6 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), names.len());
-        assert_eq!(names.len(), 15);
+        assert_eq!(names.len(), 17);
     }
 }

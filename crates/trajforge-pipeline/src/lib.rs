@@ -7,7 +7,9 @@
 //! canonical Parquet to DataFusion as a table with a stable `_row` ordinal, [`engine`] builds
 //! the decide and write plans (DataFusion executes them: streaming, parallel, under a memory
 //! limit with spilling), and [`run`] drives the stages with checkpoints for `--resume`, writes
-//! `kept/`, `filtered/`, `rejects/` and `manifest.json`, and checks the ledger. [`schema`]
+//! `kept/`, `filtered/`, `rejects/` and `manifest.json`, and checks the ledger;
+//! [`tokenize_stage`] turns the kept rows into tokenized samples or packed training shards
+//! (`shards/`) when the pipeline ends with `tokenize` / `pack`. [`schema`]
 //! generates `schemas/pipeline.schema.json` and the operator reference from the registry.
 
 pub mod de;
@@ -17,6 +19,7 @@ pub mod run;
 pub mod schema;
 pub mod source;
 pub mod spec;
+pub mod tokenize_stage;
 pub mod yaml;
 
 pub use error::PipelineError;

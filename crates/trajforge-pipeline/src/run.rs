@@ -21,6 +21,7 @@ use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use trajforge_io::manifest::InputFile;
+use trajforge_io::source::ParquetKind;
 use trajforge_io::writer::{ParquetFile, PartInfo, PartOptions, PartWriter, write_atomic};
 use trajforge_io::{IngestOptions, Progress};
 use xxhash_rust::xxh3::xxh3_128;
@@ -31,6 +32,8 @@ use crate::engine::{
 };
 use crate::source::{ROW, TrajectorySource};
 use crate::spec::Pipeline;
+use crate::tokenize_stage;
+use trajforge_tokenize::job::TokenizeSummary;
 
 /// How to run a pipeline.
 #[derive(Debug, Clone)]
@@ -112,6 +115,8 @@ pub struct Timings {
     pub decide_spilled_bytes: u64,
     #[serde(default)]
     pub write_spilled_bytes: u64,
+    #[serde(default)]
+    pub tokenize_seconds: f64,
 }
 
 /// Bytes spilled by `plan` and its inputs, from DataFusion's metrics.
@@ -139,6 +144,9 @@ pub struct RunManifest {
     /// Rows carrying each reason code (a row may carry several).
     pub reasons: BTreeMap<String, u64>,
     pub outputs: Outputs,
+    /// The tokenize (and pack) stage: samples, drops by reason, tokens, fill, shard index.
+    #[serde(default)]
+    pub tokenize: Option<TokenizeSummary>,
     pub timings: Timings,
     pub resumed: bool,
 }
@@ -159,6 +167,8 @@ struct State {
     ingest: Option<IngestResult>,
     /// Kept and filtered parts, once the write stage finished.
     written: Option<Written>,
+    #[serde(default)]
+    tokenize: Option<TokenizeSummary>,
     #[serde(default)]
     timings: Timings,
 }
@@ -198,42 +208,19 @@ fn classify_inputs(inputs: &[String]) -> Result<Inputs, PipelineError> {
         ));
     }
     let files = trajforge_io::source::expand_inputs(inputs)?;
-    let rejects = trajforge_io::reject::rejects_schema();
     let mut out = Inputs {
         canonical: Vec::new(),
         raw: Vec::new(),
         skipped: Vec::new(),
     };
     for f in files {
-        if f.extension().is_some_and(|e| e == "parquet") {
-            let footer = std::fs::File::open(&f)
-                .ok()
-                .and_then(|h| ParquetRecordBatchReaderBuilder::try_new(h).ok())
-                .map(|b| {
-                    (
-                        Arc::clone(b.schema()),
-                        b.metadata().file_metadata().num_rows(),
-                    )
-                });
-            if let Some((schema, rows)) = footer {
-                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                let is = |s: &arrow::datatypes::Schema| {
-                    s.fields()
-                        .iter()
-                        .all(|f| names.contains(&f.name().as_str()))
-                };
-                if is(&trajforge_schema::arrow_schema()) {
-                    out.canonical.push((f, rows.max(0) as u64));
-                    continue;
-                }
-                if is(&rejects) {
-                    out.skipped
-                        .push(format!("{} (a rejects table)", f.display()));
-                    continue;
-                }
-            }
+        match trajforge_io::source::parquet_kind(&f) {
+            ParquetKind::Canonical(rows) => out.canonical.push((f, rows)),
+            ParquetKind::Rejects => out
+                .skipped
+                .push(format!("{} (a rejects table)", f.display())),
+            ParquetKind::Other => out.raw.push(f),
         }
-        out.raw.push(f);
     }
     Ok(out)
 }
@@ -356,7 +343,8 @@ async fn run_async(
         }
         Some(s) => s,
         None => {
-            for stale in ["kept", "filtered", "rejects", ".work"] {
+            let stale_dirs = ["kept", "filtered", "rejects", ".work"];
+            for stale in stale_dirs.into_iter().chain(tokenize_stage::OUTPUT_DIRS) {
                 remove_dir(&out.join(stale))?;
             }
             let _ = std::fs::remove_file(out.join("manifest.json"));
@@ -366,6 +354,7 @@ async fn run_async(
                 done: Vec::new(),
                 ingest: None,
                 written: None,
+                tokenize: None,
                 timings: Timings::default(),
             }
         }
@@ -423,6 +412,26 @@ async fn run_async(
         .written
         .clone()
         .ok_or_else(|| PipelineError::Internal("write checkpoint has no parts".into()))?;
+    if pipeline.tokenize.is_some() && !state.done.iter().any(|d| d == "tokenize") {
+        let t = Instant::now();
+        let kept: Vec<PathBuf> = written
+            .kept
+            .iter()
+            .map(|p| work.join("write").join(&p.path))
+            .collect();
+        let rows = written.kept.iter().map(|p| p.rows).sum();
+        state.tokenize = Some(tokenize_stage::run(
+            pipeline,
+            &kept,
+            rows,
+            &work.join("tokenize"),
+            progress,
+        )?);
+        state.timings.tokenize_seconds = t.elapsed().as_secs_f64();
+        state.done.push("tokenize".into());
+        save_state(&work, &state)?;
+        pause_point(&work, "tokenize");
+    }
     let outputs = publish(&cx, written, ingest.rejects.clone())?;
     let kept: u64 = outputs.kept.iter().map(|p| p.rows).sum();
     let filtered: u64 = outputs.filtered.iter().map(|p| p.rows).sum();
@@ -438,6 +447,10 @@ async fn run_async(
     let mut timings = state.timings.clone();
     timings.total_seconds = started.elapsed().as_secs_f64();
     let busy = (timings.ingest_seconds + timings.decide_seconds + timings.write_seconds).max(1e-9);
+    let tokenize_balanced = state
+        .tokenize
+        .as_ref()
+        .is_none_or(|t| t.balanced && t.rows_in == kept);
     timings.rows_per_second = read as f64 / busy;
     let in_bytes: u64 = ingest.inputs.iter().map(|i| i.bytes).sum();
     timings.input_mb_per_second = in_bytes as f64 / 1e6 / busy;
@@ -457,6 +470,7 @@ async fn run_async(
         steps,
         reasons,
         outputs,
+        tokenize: state.tokenize.clone(),
         timings,
         resumed,
     };
@@ -464,6 +478,11 @@ async fn run_async(
         serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;
     write_atomic(&out.join("manifest.json"), &json)?;
     remove_dir(&work)?;
+    if !tokenize_balanced {
+        return Err(PipelineError::Internal(
+            "the tokenize stage does not account for every kept row".into(),
+        ));
+    }
     if !ledger.balanced {
         return Err(PipelineError::Internal(format!(
             "the ledger does not balance: read {read} != kept {kept} + filtered {filtered} + rejected {rejected}"
@@ -691,7 +710,8 @@ fn publish(cx: &Ctx, written: Written, rejects: Vec<PartInfo>) -> Result<Outputs
         (cx.work.join("write").join("filtered"), "filtered"),
         (cx.work.join("ingest").join("rejects"), "rejects"),
     ];
-    for (from, name) in &moves {
+    let staged = tokenize_stage::OUTPUT_DIRS.map(|d| (cx.work.join("tokenize").join(d), d));
+    for (from, name) in moves.iter().chain(&staged) {
         let to = out.join(name);
         if from.exists() {
             remove_dir(&to)?;

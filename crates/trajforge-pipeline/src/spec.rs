@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use trajforge_ops::{Operator, OperatorDef, RegistryVisitor, StepCtx, StepKind, WriteOptions};
+use trajforge_ops::{
+    Operator, OperatorDef, PackOptions, RegistryVisitor, StepCtx, StepKind, TokenizeOptions,
+    WriteOptions,
+};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::PipelineError;
@@ -74,9 +77,14 @@ pub struct Pipeline {
     pub output: Option<PathBuf>,
     pub format: Option<trajforge_io::Format>,
     pub memory_limit: Option<usize>,
-    /// Filter and group steps, in order (the `write` step is taken out into `write`).
+    /// Filter and group steps, in order (the sink steps are taken out into `write`,
+    /// `tokenize` and `pack`).
     pub steps: Vec<Step>,
     pub write: WriteOptions,
+    /// Tokenize the kept rows after writing them.
+    pub tokenize: Option<TokenizeOptions>,
+    /// Pack the tokenized samples into training shards.
+    pub pack: Option<PackOptions>,
     /// The resolved configuration (defaults filled, overrides applied).
     pub config: serde_json::Value,
     /// xxh3-128 of `config` (32 hex digits).
@@ -342,8 +350,13 @@ pub fn load_str(
         at: root.at.clone(),
         path: "steps".into(),
     });
-    let (steps, write, step_configs) =
-        resolve(&steps_node, base_dir).map_err(|e| located(file, e))?;
+    let Resolved {
+        steps,
+        write,
+        tokenize,
+        pack,
+        configs: step_configs,
+    } = resolve(&steps_node, base_dir).map_err(|e| located(file, e))?;
     let resolve_path = |p: &str| {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -411,12 +424,24 @@ pub fn load_str(
         memory_limit,
         steps,
         write,
+        tokenize,
+        pack,
         config,
         config_hash,
     })
 }
 
-type Resolved = (Vec<Step>, WriteOptions, Vec<serde_json::Value>);
+/// The steps of a pipeline file, sinks taken out.
+struct Resolved {
+    steps: Vec<Step>,
+    write: WriteOptions,
+    tokenize: Option<TokenizeOptions>,
+    pack: Option<PackOptions>,
+    configs: Vec<serde_json::Value>,
+}
+
+/// The sinks in the order they must appear, after every filter and group step.
+const SINK_ORDER: [&str; 3] = ["write", "tokenize", "pack"];
 
 /// Reads the steps against the registry.
 fn resolve(steps_node: &Node, base_dir: &Path) -> Result<Resolved, DeError> {
@@ -439,6 +464,9 @@ fn resolve(steps_node: &Node, base_dir: &Path) -> Result<Resolved, DeError> {
     let mut steps = Vec::new();
     let mut configs = Vec::new();
     let mut write = None;
+    let (mut tokenize, mut pack) = (None, None);
+    // Index in SINK_ORDER of the last sink seen.
+    let mut last_sink: Option<usize> = None;
     for (index, item) in items.iter().enumerate() {
         let Value::Map(entries) = &item.value else {
             return Err(error_at(
@@ -484,8 +512,26 @@ fn resolve(steps_node: &Node, base_dir: &Path) -> Result<Resolved, DeError> {
                 None,
             ));
         }
-        if write.is_some() {
-            return Err(error_at(item, "`write` must be the last step".into(), None));
+        let sink_rank = SINK_ORDER.iter().position(|s| *s == op);
+        if let Some(seen) = last_sink.filter(|&seen| sink_rank.is_none_or(|r| r <= seen)) {
+            return Err(error_at(
+                item,
+                format!(
+                    "`{op}` cannot follow `{}`: filter and group steps come first, then `write`, `tokenize`, `pack`, each at most once",
+                    SINK_ORDER[seen]
+                ),
+                None,
+            ));
+        }
+        if op == "pack" && last_sink != Some(1) {
+            return Err(error_at(
+                item,
+                "`pack` needs a `tokenize` step right before it".into(),
+                None,
+            ));
+        }
+        if sink_rank.is_some() {
+            last_sink = sink_rank;
         }
         let options = Node {
             value: Value::Map(
@@ -509,6 +555,14 @@ fn resolve(steps_node: &Node, base_dir: &Path) -> Result<Resolved, DeError> {
             write = Some(w.clone());
             continue;
         }
+        if let Some(t) = operator.tokenize_options() {
+            tokenize = Some(t.clone());
+            continue;
+        }
+        if let Some(p) = operator.pack_options() {
+            pack = Some(p.clone());
+            continue;
+        }
         steps.push(Step {
             ctx,
             op: entry.name,
@@ -517,7 +571,13 @@ fn resolve(steps_node: &Node, base_dir: &Path) -> Result<Resolved, DeError> {
             options: json,
         });
     }
-    Ok((steps, write.unwrap_or_default(), configs))
+    Ok(Resolved {
+        steps,
+        write: write.unwrap_or_default(),
+        tokenize,
+        pack,
+        configs,
+    })
 }
 
 /// Serialises the resolved steps for `--explain`.

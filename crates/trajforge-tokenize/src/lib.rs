@@ -11,6 +11,7 @@
 //! rows without splitting any; [`shard`] holds the Arrow layouts of tokenized and packed rows
 //! and writes them as zstd Parquet shards.
 
+pub mod job;
 pub mod model;
 pub mod pack;
 pub mod pyjson;

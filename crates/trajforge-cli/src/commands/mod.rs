@@ -4,3 +4,4 @@ pub mod ingest;
 pub mod inspect;
 pub mod run;
 pub mod synth;
+pub mod tokenize;

@@ -137,6 +137,12 @@ fn explain(pipeline: &trajforge_pipeline::Pipeline, threads: usize) -> Result<()
         println!("  {}", serde_json::to_string(&step)?);
     }
     println!("  write: {}", serde_json::to_string(&pipeline.write)?);
+    if let Some(t) = &pipeline.tokenize {
+        println!("  tokenize: {}", serde_json::to_string(t)?);
+    }
+    if let Some(p) = &pipeline.pack {
+        println!("  pack: {}", serde_json::to_string(p)?);
+    }
     println!();
     for (name, plan) in trajforge_pipeline::engine::explain_plans(pipeline, threads)? {
         println!("== {name} plan ==\n{plan}");
@@ -163,6 +169,30 @@ fn print_summary(m: &trajforge_pipeline::RunManifest, out: &std::path::Path) {
     } in &m.steps
     {
         eprintln!("  {name:<24} {rows_in:>8} → {rows_out:>8}  (flagged {flagged})");
+    }
+    if let Some(t) = &m.tokenize {
+        let filtered: Vec<String> = t.filtered.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        eprintln!(
+            "  tokenize {:>24} → {:>8}  ({} tokens, {:.1}% supervised; dropped: {}{} rejected)",
+            t.rows_in,
+            t.samples,
+            t.tokens,
+            100.0 * t.supervised_fraction,
+            filtered
+                .iter()
+                .map(|f| format!("{f}, "))
+                .collect::<String>(),
+            t.rejected
+        );
+        if let (Some(len), Some(fill)) = (t.pack_len, t.packing_fill) {
+            eprintln!(
+                "  pack {:>28} rows of {len} tokens, fill {:.2}%, {} shard(s) in {}",
+                t.packed_rows,
+                100.0 * fill,
+                t.shards.len(),
+                out.join("shards").display()
+            );
+        }
     }
 }
 

@@ -1,0 +1,212 @@
+//! `trajforge tokenize INPUT... --out DIR [--tokenizer DIR] [--max-tokens N]`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use trajforge_io::source::{ParquetKind, expand_inputs, parquet_kind};
+use trajforge_io::{IngestOptions, ingest};
+use trajforge_tokenize::job::{JobOptions, JobProgress, Layout, ToolCatalogue};
+use trajforge_tokenize::model::Model;
+use trajforge_tokenize::pack::PackConfig;
+use trajforge_tokenize::sample::{LengthPolicy, SampleOptions, Turns};
+
+use crate::Global;
+use crate::progress::{IngestBar, bar};
+
+/// Render, tokenize and loss-mask trajectories (one row per trajectory, for inspection and
+/// parity checks), or pack them into training shards with --pack-len.
+///
+/// Inputs in a published format are ingested first (rejects under DIR/rejects/). Writes
+/// DIR/tokenized/part-NNNNN.parquet (trajectory_id, input_ids, loss_mask, num_tokens,
+/// num_supervised, dropped_exchanges) — or DIR/shards/shard-NNNNN.parquet with --pack-len —
+/// DIR/dropped/ (trajectory_id, reason, detail for every row not tokenized) and
+/// DIR/manifest.json.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Input files, directories or globs: canonical Parquet or any format `ingest` reads.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Hugging Face tokenizer folder (tokenizer.json + tokenizer_config.json); default: the
+    /// bundled Qwen2.5-Coder tokenizer and chat template.
+    #[arg(long, value_name = "DIR")]
+    tokenizer: Option<PathBuf>,
+    /// Longest sample kept, in tokens.
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u32>,
+    /// What to do with longer samples.
+    #[arg(long, default_value = "drop", value_parser = ["drop", "truncate_turns"])]
+    length_policy: String,
+    /// Which assistant turns carry the loss.
+    #[arg(long, default_value = "all", value_parser = ["all", "last"])]
+    turns: String,
+    /// Take the loss off assistant turns whose tool call failed.
+    #[arg(long)]
+    mask_failed_tool_calls: bool,
+    /// Pack into rows of this many tokens (writes DIR/shards/ instead of DIR/tokenized/).
+    #[arg(long, value_name = "N")]
+    pack_len: Option<u32>,
+    /// Seed for the packer's tie-breaks.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Rows per output file.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    rows_per_shard: usize,
+    /// Turn off the cache of repeated pieces (for benchmarks; the output is the same).
+    #[arg(long)]
+    no_cache: bool,
+}
+
+struct Bar(indicatif::ProgressBar);
+
+impl JobProgress for Bar {
+    fn rows_done(&self, rows: u64, tokens: u64) {
+        self.0.inc(rows);
+        let t = self.0.message().parse::<u64>().unwrap_or(0) + tokens;
+        self.0.set_message(t.to_string());
+    }
+}
+
+pub fn run(args: Args, global: Global) -> Result<()> {
+    let model = Model::load(args.tokenizer.as_ref()).context("cannot load the tokenizer")?;
+    let sample = SampleOptions {
+        turns: if args.turns == "last" {
+            Turns::Last
+        } else {
+            Turns::All
+        },
+        mask_failed_tool_calls: args.mask_failed_tool_calls,
+        max_tokens: args.max_tokens,
+        length_policy: if args.length_policy == "truncate_turns" {
+            LengthPolicy::TruncateTurns
+        } else {
+            LengthPolicy::Drop
+        },
+        ..SampleOptions::default()
+    };
+    if args.pack_len == Some(0) || args.rows_per_shard == 0 {
+        bail!("--pack-len and --rows-per-shard must be at least 1");
+    }
+    let (files, rows, rejected) = canonical_inputs(&args, global)?;
+    let layout = match args.pack_len {
+        Some(n) => {
+            let mut cfg = PackConfig::new(n);
+            cfg.seed = args.seed;
+            Layout::Packed(cfg)
+        }
+        None => Layout::Unpacked,
+    };
+    let opts = JobOptions {
+        sample,
+        layout,
+        rows_per_shard: args.rows_per_shard,
+        cache_bytes: if args.no_cache { 0 } else { 64 << 20 },
+        metadata: vec![("trajforge.tokenizer".into(), model.source.clone())],
+    };
+    let sub = if args.pack_len.is_some() {
+        "shards"
+    } else {
+        "tokenized"
+    };
+    for stale in ["shards", "tokenized", "dropped"] {
+        let _ = std::fs::remove_dir_all(args.out.join(stale));
+    }
+    let progress = Bar(bar(
+        global,
+        rows,
+        "{spinner} tokenize [{bar:30}] {pos}/{len} rows {per_sec} {msg} tokens",
+    ));
+    let tools = ToolCatalogue::bundled()?;
+    let summary = trajforge_tokenize::job::run(
+        &model,
+        &tools,
+        &files,
+        &args.out.join(sub),
+        &args.out.join("dropped"),
+        &opts,
+        &progress,
+    )
+    .with_context(|| format!("tokenize into {} failed", args.out.display()))?;
+    progress.0.finish_and_clear();
+    let manifest = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "tokenizer": model.source,
+        "ingest_rejected": rejected,
+        "tokenize": summary,
+    });
+    trajforge_io::writer::write_atomic(
+        &args.out.join("manifest.json"),
+        &serde_json::to_vec_pretty(&manifest)?,
+    )?;
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({"command": "tokenize", "out": args.out.display().to_string(), "tokenize": summary})
+        );
+    } else if !global.quiet {
+        eprintln!(
+            "tokenized {} of {} rows: {} tokens, {:.1}% supervised, {} filtered, {} rejected in {:.2}s -> {}",
+            summary.samples,
+            summary.rows_in,
+            summary.tokens,
+            100.0 * summary.supervised_fraction,
+            summary.filtered.values().sum::<u64>(),
+            summary.rejected,
+            summary.seconds,
+            args.out.join(sub).display()
+        );
+        if let Some(fill) = summary.packing_fill {
+            eprintln!(
+                "  packed into {} rows, fill {:.2}%",
+                summary.packed_rows,
+                100.0 * fill
+            );
+        }
+    }
+    if !summary.balanced {
+        bail!("internal error: rows in != samples + filtered + rejected");
+    }
+    Ok(())
+}
+
+/// Canonical Parquet inputs as they are; the others ingested into DIR/.ingest first.
+fn canonical_inputs(args: &Args, global: Global) -> Result<(Vec<PathBuf>, u64, u64)> {
+    let mut files = Vec::new();
+    let mut raw = Vec::new();
+    let mut rows = 0;
+    for f in expand_inputs(&args.inputs)? {
+        match parquet_kind(&f) {
+            ParquetKind::Canonical(n) => {
+                rows += n;
+                files.push(f);
+            }
+            ParquetKind::Rejects => {}
+            ParquetKind::Other => raw.push(f.display().to_string()),
+        }
+    }
+    let mut rejected = 0;
+    if !raw.is_empty() {
+        let dir = args.out.join(".ingest");
+        let mut opts = IngestOptions::new(raw, dir.clone());
+        opts.command = std::env::args().collect::<Vec<_>>().join(" ");
+        let bar = IngestBar(bar(
+            global,
+            0,
+            "{spinner} ingest [{bar:30}] {bytes}/{total_bytes} {msg}",
+        ));
+        let m = ingest(&opts, &bar).context("ingesting the inputs failed")?;
+        bar.0.finish_and_clear();
+        rows += m.counts.written;
+        rejected = m.counts.rejected;
+        for p in m
+            .outputs
+            .iter()
+            .filter(|p| p.path.starts_with("trajectories/"))
+        {
+            files.push(dir.join(&p.path));
+        }
+    }
+    Ok((files, rows, rejected))
+}

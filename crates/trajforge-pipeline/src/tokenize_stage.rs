@@ -1,0 +1,130 @@
+//! The stage after `write`: the kept rows rendered, tokenized and loss-masked by
+//! `trajforge_tokenize`, packed into training shards when the pipeline has a `pack` step.
+//! Reads the kept parts from the work folder and writes beside them; `publish` moves the
+//! results to `OUT/shards/` (or `OUT/tokenized/`) and `OUT/tokenize_dropped/`.
+
+use std::path::{Path, PathBuf};
+
+use trajforge_ops::operators::tokenize::{LengthPolicyName, LossTurns};
+use trajforge_ops::{PackOptions, TokenizeOptions};
+use trajforge_tokenize::job::{
+    self, JobOptions, JobProgress, Layout, TokenizeSummary, ToolCatalogue,
+};
+use trajforge_tokenize::model::Model;
+use trajforge_tokenize::pack::PackConfig;
+use trajforge_tokenize::sample::{FailureRule, LengthPolicy, SampleOptions, Turns};
+
+use crate::PipelineError;
+use crate::run::RunProgress;
+use crate::spec::Pipeline;
+
+/// The folders the stage writes (in the work folder, then moved under OUT by `publish`).
+pub const OUTPUT_DIRS: [&str; 3] = ["shards", "tokenized", "tokenize_dropped"];
+
+fn config(e: trajforge_tokenize::TokenizeError) -> PipelineError {
+    match e {
+        trajforge_tokenize::TokenizeError::Config(m) => {
+            PipelineError::Config(format!("tokenize: {m}"))
+        }
+        other => PipelineError::Internal(format!("tokenize: {other}")),
+    }
+}
+
+fn sample_options(t: &TokenizeOptions) -> SampleOptions {
+    SampleOptions {
+        turns: match t.loss_on {
+            LossTurns::All => Turns::All,
+            LossTurns::Last => Turns::Last,
+        },
+        mask_failed_tool_calls: t.mask_failed_tool_calls,
+        failure: FailureRule {
+            prefixes: t.error_prefixes.clone(),
+            phrases: t.failure_phrases.clone(),
+        },
+        max_tokens: t.max_tokens,
+        length_policy: match t.length_policy {
+            LengthPolicyName::Drop => LengthPolicy::Drop,
+            LengthPolicyName::TruncateTurns => LengthPolicy::TruncateTurns,
+        },
+    }
+}
+
+fn layout(pack: Option<&PackOptions>) -> Layout {
+    match pack {
+        None => Layout::Unpacked,
+        Some(p) => Layout::Packed(PackConfig {
+            pack_len: p.pack_len,
+            lookahead: p.lookahead,
+            max_open: p.max_open,
+            seed: p.seed,
+        }),
+    }
+}
+
+struct Advance<'a>(&'a dyn RunProgress, std::sync::atomic::AtomicU64);
+
+impl JobProgress for Advance<'_> {
+    fn rows_done(&self, rows: u64, _tokens: u64) {
+        let done = self.1.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
+        self.0.advance(done, 0);
+    }
+}
+
+/// Tokenizes (and packs) `kept` (the kept parts, in order) into `stage_dir`.
+pub fn run(
+    pipeline: &Pipeline,
+    kept: &[PathBuf],
+    kept_rows: u64,
+    stage_dir: &Path,
+    progress: &dyn RunProgress,
+) -> Result<TokenizeSummary, PipelineError> {
+    let Some(t) = &pipeline.tokenize else {
+        return Err(PipelineError::Internal(
+            "tokenize stage without a tokenize step".into(),
+        ));
+    };
+    let resolve = |p: &str| pipeline.base_dir.join(p);
+    let model = Model::load(t.tokenizer.as_deref().map(resolve).as_ref()).map_err(config)?;
+    let mut tools = ToolCatalogue::bundled().map_err(config)?;
+    for (scaffold, path) in &t.tool_catalogues {
+        tools
+            .insert_file(scaffold, &resolve(path))
+            .map_err(config)?;
+    }
+    let pack = pipeline.pack.as_ref();
+    let (rows_per_shard, out) = match pack {
+        Some(p) => (p.rows_per_shard, "shards"),
+        None => (t.rows_per_shard, "tokenized"),
+    };
+    let mut metadata = vec![("trajforge.tokenizer".to_string(), model.source.clone())];
+    if let Some(p) = pack {
+        metadata.push(("trajforge.pack_len".into(), p.pack_len.to_string()));
+    }
+    let opts = JobOptions {
+        sample: sample_options(t),
+        layout: layout(pack),
+        rows_per_shard,
+        cache_bytes: t.cache_bytes,
+        metadata,
+    };
+    for d in OUTPUT_DIRS {
+        let dir = stage_dir.join(d);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| PipelineError::io(&dir, e))?;
+        }
+    }
+    progress.stage("tokenize", kept_rows, 0);
+    let advance = Advance(progress, Default::default());
+    let summary = job::run(
+        &model,
+        &tools,
+        kept,
+        &stage_dir.join(out),
+        &stage_dir.join("tokenize_dropped"),
+        &opts,
+        &advance,
+    )
+    .map_err(|e| PipelineError::Internal(format!("tokenize: {e}")))?;
+    progress.stage_done();
+    Ok(summary)
+}

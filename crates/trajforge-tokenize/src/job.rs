@@ -1,0 +1,389 @@
+//! A tokenize run over canonical Parquet files: rows are read in order in small batches,
+//! rendered and tokenized in parallel (rayon, one segment cache per worker), then either written
+//! unpacked (one row per trajectory) or packed into training shards, in input order so the
+//! output bytes do not depend on the thread count. Every input row ends as a sample or in the
+//! `dropped` table with its reason.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::array::{RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use trajforge_io::writer::{PartOptions, PartWriter};
+use trajforge_schema::Message;
+
+use crate::TokenizeError;
+use crate::model::{Model, SegmentCache};
+use crate::pack::{PackConfig, Packer, fill};
+use crate::pyjson::Json;
+use crate::sample::{Outcome, SampleOptions, tokenize};
+use crate::shard::{
+    Doc, ShardInfo, ShardWriter, io, packed_batch, packed_schema, tokenized_batch, tokenized_schema,
+};
+
+/// The OpenHands tool catalogue (`schemas/tools/openhands.json`).
+pub const OPENHANDS_TOOLS: &str = include_str!("../../../schemas/tools/openhands.json");
+
+/// Where the `tools=` of a row come from.
+#[derive(Debug, Clone)]
+pub struct ToolCatalogue {
+    /// Tool lists by scaffold name, for rows without a `tools` column.
+    by_scaffold: BTreeMap<String, Vec<Json>>,
+}
+
+impl ToolCatalogue {
+    /// The bundled catalogues (OpenHands).
+    pub fn bundled() -> Result<ToolCatalogue, TokenizeError> {
+        let mut by_scaffold = BTreeMap::new();
+        by_scaffold.insert(
+            "openhands".to_string(),
+            tool_list(OPENHANDS_TOOLS, "openhands.json")?,
+        );
+        Ok(ToolCatalogue { by_scaffold })
+    }
+
+    /// Adds or replaces the catalogue of `scaffold` from a JSON file (an array of tools).
+    pub fn insert_file(&mut self, scaffold: &str, path: &Path) -> Result<(), TokenizeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
+        let tools = tool_list(&text, &path.display().to_string())
+            .map_err(|e| TokenizeError::Config(e.to_string()))?;
+        self.by_scaffold.insert(scaffold.to_string(), tools);
+        Ok(())
+    }
+
+    /// The row's own tools (its `tools` column), else its scaffold's catalogue, else none.
+    pub fn tools_for(
+        &self,
+        tools_column: Option<&str>,
+        scaffold: Option<&str>,
+    ) -> Result<Option<Vec<Json>>, TokenizeError> {
+        if let Some(text) = tools_column.filter(|t| !t.trim().is_empty()) {
+            return tool_list(text, "the row's tools column").map(Some);
+        }
+        Ok(scaffold.and_then(|s| self.by_scaffold.get(s)).cloned())
+    }
+}
+
+fn tool_list(text: &str, origin: &str) -> Result<Vec<Json>, TokenizeError> {
+    match Json::parse(text) {
+        Ok(Json::Array(items)) => Ok(items),
+        Ok(_) => Err(TokenizeError::Data(format!(
+            "{origin}: tools must be a JSON array"
+        ))),
+        Err(e) => Err(TokenizeError::Data(format!(
+            "{origin}: tools are not JSON: {e}"
+        ))),
+    }
+}
+
+/// What a run writes.
+#[derive(Debug, Clone, Copy)]
+pub enum Layout {
+    /// One row per trajectory.
+    Unpacked,
+    /// Packed training rows.
+    Packed(PackConfig),
+}
+
+/// A tokenize run's settings.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    pub sample: SampleOptions,
+    pub layout: Layout,
+    pub rows_per_shard: usize,
+    /// Bytes of text each worker's segment cache may hold (0 turns caching off).
+    pub cache_bytes: usize,
+    /// Footer metadata of every shard (model, pack_len, …).
+    pub metadata: Vec<(String, String)>,
+}
+
+/// What a run did, for the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenizeSummary {
+    /// Rows read.
+    pub rows_in: u64,
+    /// Samples written (packed or not).
+    pub samples: u64,
+    /// Samples shortened by `truncate_turns`.
+    pub truncated: u64,
+    /// Rows filtered, by reason (`too_long`, `no_supervised_tokens`).
+    pub filtered: BTreeMap<String, u64>,
+    /// Rows that could not be rendered (bad tool-call arguments, bad tools, template errors).
+    pub rejected: u64,
+    pub tokens: u64,
+    pub supervised_tokens: u64,
+    /// supervised / tokens.
+    pub supervised_fraction: f64,
+    /// Packed rows (0 when unpacked).
+    pub packed_rows: u64,
+    pub pack_len: Option<u32>,
+    /// Tokens / (packed rows × pack_len).
+    pub packing_fill: Option<f64>,
+    /// The shard index.
+    pub shards: Vec<ShardInfo>,
+    /// Repeated pieces found in the segment caches / pieces looked up.
+    pub cache_hits: u64,
+    pub cache_lookups: u64,
+    pub seconds: f64,
+    /// True when every row is accounted for (samples + filtered + rejected = rows in).
+    pub balanced: bool,
+}
+
+/// Reports rows as they finish.
+pub trait JobProgress: Sync {
+    fn rows_done(&self, _rows: u64, _tokens: u64) {}
+}
+
+/// No progress reporting.
+#[derive(Debug)]
+pub struct NoProgress;
+impl JobProgress for NoProgress {}
+
+/// The columns a row needs.
+#[derive(Debug, Deserialize)]
+struct Row {
+    trajectory_id: String,
+    scaffold: Option<String>,
+    messages: Vec<Message>,
+    tools: Option<String>,
+}
+
+const COLUMNS: [&str; 4] = ["trajectory_id", "scaffold", "messages", "tools"];
+
+/// Why rows were dropped: `trajectory_id`, `reason`, `detail`.
+pub fn dropped_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("trajectory_id", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+    ]))
+}
+
+enum Result1 {
+    Kept(Doc),
+    Dropped(String, &'static str, String),
+}
+
+/// Runs over `files` (canonical Parquet, in order): shards go to `shard_dir`, the dropped
+/// table to `dropped_dir`.
+pub fn run(
+    model: &Model,
+    tools: &ToolCatalogue,
+    files: &[PathBuf],
+    shard_dir: &Path,
+    dropped_dir: &Path,
+    opts: &JobOptions,
+    progress: &dyn JobProgress,
+) -> Result<TokenizeSummary, TokenizeError> {
+    let started = Instant::now();
+    let caches: Vec<Mutex<SegmentCache>> = (0..rayon::current_num_threads().max(1))
+        .map(|_| Mutex::new(SegmentCache::new(opts.cache_bytes)))
+        .collect();
+    let (stem, schema) = match opts.layout {
+        Layout::Unpacked => ("part", tokenized_schema()),
+        Layout::Packed(_) => ("shard", packed_schema()),
+    };
+    let mut shards = ShardWriter::new(
+        shard_dir,
+        stem,
+        schema,
+        opts.rows_per_shard,
+        opts.metadata.clone(),
+    )?;
+    let (parent, name) = match (dropped_dir.parent(), dropped_dir.file_name()) {
+        (Some(p), Some(n)) => (p, n.to_string_lossy().into_owned()),
+        _ => {
+            return Err(TokenizeError::Config(format!(
+                "{}: not a folder path",
+                dropped_dir.display()
+            )));
+        }
+    };
+    let mut dropped = PartWriter::create(parent, &name, dropped_schema(), PartOptions::default())
+        .map_err(|e| TokenizeError::Internal(e.to_string()))?;
+    let mut packer = match opts.layout {
+        Layout::Packed(cfg) => Some(Packer::new(cfg)?),
+        Layout::Unpacked => None,
+    };
+    let mut s = TokenizeSummary::default();
+    for file in files {
+        for rows in read_rows(file)? {
+            let rows = rows?;
+            s.rows_in += rows.len() as u64;
+            let results: Vec<Result1> = rows
+                .par_iter()
+                .map(|row| {
+                    let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
+                    let mut cache = caches[slot].lock().unwrap_or_else(|p| p.into_inner());
+                    one_row(model, tools, row, &opts.sample, &mut cache)
+                })
+                .collect();
+            let mut docs = Vec::new();
+            let mut drop_rows = Vec::new();
+            for r in results {
+                match r {
+                    Result1::Kept(d) => docs.push(d),
+                    Result1::Dropped(id, reason, detail) => drop_rows.push((id, reason, detail)),
+                }
+            }
+            account(&mut s, &docs, &drop_rows);
+            progress.rows_done(
+                rows.len() as u64,
+                docs.iter().map(|d| d.sample.total_tokens() as u64).sum(),
+            );
+            dropped
+                .write(&dropped_batch(&drop_rows)?)
+                .map_err(|e| TokenizeError::Internal(e.to_string()))?;
+            match packer.as_mut() {
+                None => shards.write(&tokenized_batch(&docs)?)?,
+                Some(p) => {
+                    for d in docs {
+                        let len = d.sample.total_tokens();
+                        let key = d.trajectory_id.clone();
+                        let bins = p.push(len, key.as_bytes(), d)?;
+                        write_bins(&mut shards, bins, &mut s)?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(p) = packer {
+        write_bins(&mut shards, p.finish(), &mut s)?;
+    }
+    dropped
+        .finish()
+        .map_err(|e| TokenizeError::Internal(e.to_string()))?;
+    s.shards = shards.finish()?;
+    for c in &caches {
+        let c = c.lock().unwrap_or_else(|p| p.into_inner());
+        s.cache_hits += c.hits;
+        s.cache_lookups += c.hits + c.misses;
+    }
+    if let Layout::Packed(cfg) = opts.layout {
+        s.pack_len = Some(cfg.pack_len);
+        s.packing_fill = Some(fill(s.packed_rows as usize, s.tokens, cfg.pack_len));
+    }
+    s.supervised_fraction = if s.tokens == 0 {
+        0.0
+    } else {
+        s.supervised_tokens as f64 / s.tokens as f64
+    };
+    s.balanced = s.samples + s.filtered.values().sum::<u64>() + s.rejected == s.rows_in;
+    s.seconds = started.elapsed().as_secs_f64();
+    Ok(s)
+}
+
+fn account(s: &mut TokenizeSummary, docs: &[Doc], dropped: &[(String, &'static str, String)]) {
+    for d in docs {
+        s.samples += 1;
+        s.truncated += u64::from(d.sample.dropped_exchanges > 0);
+        s.tokens += d.sample.total_tokens() as u64;
+        s.supervised_tokens += d.sample.supervised_tokens as u64;
+    }
+    for (_, reason, _) in dropped {
+        if *reason == REJECTED {
+            s.rejected += 1;
+        } else {
+            *s.filtered.entry(reason.to_string()).or_default() += 1;
+        }
+    }
+}
+
+/// The reason recorded for rows that cannot be rendered.
+pub const REJECTED: &str = "invalid_row";
+
+fn one_row(
+    model: &Model,
+    tools: &ToolCatalogue,
+    row: &Row,
+    opts: &SampleOptions,
+    cache: &mut SegmentCache,
+) -> Result1 {
+    let outcome = tools
+        .tools_for(row.tools.as_deref(), row.scaffold.as_deref())
+        .and_then(|t| tokenize(model, &row.messages, t.as_deref(), opts, cache));
+    let id = row.trajectory_id.clone();
+    match outcome {
+        Ok(Outcome::Kept(sample)) => Result1::Kept(Doc {
+            trajectory_id: id,
+            sample,
+        }),
+        Ok(Outcome::Filtered(reason, detail)) => Result1::Dropped(id, reason, detail),
+        Err(e) => Result1::Dropped(id, REJECTED, e.to_string()),
+    }
+}
+
+fn write_bins(
+    shards: &mut ShardWriter,
+    bins: Vec<crate::pack::Bin<Doc>>,
+    s: &mut TokenizeSummary,
+) -> Result<(), TokenizeError> {
+    // A few rows per batch: packed rows are up to pack_len tokens each.
+    for chunk in bins.chunks(8) {
+        let rows: Vec<Vec<Doc>> = chunk.iter().map(|b| b.items.clone()).collect();
+        s.packed_rows += rows.len() as u64;
+        shards.write(&packed_batch(&rows)?)?;
+    }
+    Ok(())
+}
+
+fn dropped_batch(rows: &[(String, &'static str, String)]) -> Result<RecordBatch, TokenizeError> {
+    let (mut id, mut reason, mut detail) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    for (i, r, d) in rows {
+        id.append_value(i);
+        reason.append_value(r);
+        detail.append_value(d);
+    }
+    RecordBatch::try_new(
+        dropped_schema(),
+        vec![
+            Arc::new(id.finish()),
+            Arc::new(reason.finish()),
+            Arc::new(detail.finish()),
+        ],
+    )
+    .map_err(|e| TokenizeError::Internal(e.to_string()))
+}
+
+/// Rows of `file` in order, a few at a time, only the columns tokenizing needs.
+fn read_rows(
+    file: &Path,
+) -> Result<impl Iterator<Item = Result<Vec<Row>, TokenizeError>>, TokenizeError> {
+    let handle = File::open(file).map_err(|e| io(file, e))?;
+    let bad = |e: &dyn std::fmt::Display| TokenizeError::Data(format!("{}: {e}", file.display()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(handle).map_err(|e| bad(&e))?;
+    let schema = builder.parquet_schema();
+    let wanted: Vec<usize> = COLUMNS
+        .iter()
+        .map(|c| {
+            builder.schema().index_of(c).map_err(|_| {
+                bad(&format!(
+                    "no `{c}` column (a canonical trajectory file is expected)"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mask = ProjectionMask::roots(schema, wanted);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64)
+        .build()
+        .map_err(|e| bad(&e))?;
+    let path = file.to_path_buf();
+    Ok(reader.map(move |b| {
+        let b = b.map_err(|e| TokenizeError::Data(format!("{}: {e}", path.display())))?;
+        serde_arrow::from_record_batch::<Vec<Row>>(&b)
+            .map_err(|e| TokenizeError::Data(format!("{}: {e}", path.display())))
+    }))
+}
