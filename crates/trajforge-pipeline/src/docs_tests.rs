@@ -39,8 +39,14 @@ fn committed_pipeline_schema_and_operator_docs_are_current() {
 #[test]
 fn operator_examples_parse() {
     for entry in registry() {
+        // `pack` follows `tokenize`; its example is shown after one.
+        let before = if entry.name == "pack" {
+            "  - op: tokenize\n"
+        } else {
+            ""
+        };
         let yaml = format!(
-            "version: 1\nsteps:\n  - {}\n",
+            "version: 1\nsteps:\n{before}  - {}\n",
             entry.example.replace('\n', "\n    ")
         );
         let needs_files = entry.example.contains(".jsonl");
@@ -53,6 +59,8 @@ fn operator_examples_parse() {
         );
         match result {
             Ok(p) if entry.name == "write" => assert!(p.steps.is_empty()),
+            Ok(p) if entry.name == "tokenize" => assert!(p.tokenize.is_some()),
+            Ok(p) if entry.name == "pack" => assert!(p.pack.is_some()),
             Ok(p) => assert_eq!(p.steps[0].op, entry.name),
             // Examples that name a data file fail only because the file is absent here.
             Err(e) if needs_files => assert!(e.to_string().contains(".jsonl"), "{e}"),

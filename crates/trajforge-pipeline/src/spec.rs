@@ -698,7 +698,35 @@ mod tests {
             ),
             &[],
         );
-        assert!(e.contains("`write` must be the last step"), "{e}");
+        assert!(
+            e.contains(
+                "`non_empty_patch` cannot follow `write`: filter and group steps come first"
+            ),
+            "{e}"
+        );
+        let tail = |steps: &str| {
+            GOOD.replace(
+                "  - op: write\n    sort_by: [instance_id]\n",
+                &format!("  - op: write\n{steps}"),
+            )
+        };
+        let e = err(&tail("  - op: pack\n"), &[]);
+        assert!(
+            e.contains("`pack` needs a `tokenize` step right before it"),
+            "{e}"
+        );
+        let e = err(
+            &tail("  - op: tokenize\n  - op: pack\n  - op: tokenize\n"),
+            &[],
+        );
+        assert!(e.contains("`tokenize` cannot follow `pack`"), "{e}");
+        let p = load_text(
+            &tail("  - op: tokenize\n    max_tokens: 64\n  - op: pack\n"),
+            &[],
+        )
+        .expect("write, tokenize, pack in order");
+        assert_eq!(p.tokenize.as_ref().and_then(|t| t.max_tokens), Some(64));
+        assert_eq!(p.pack.as_ref().map(|p| p.pack_len), Some(32_768));
         let e = err(
             &GOOD.replace("name: dedupe", "name: max_assistant_turns"),
             &[],

@@ -13,11 +13,36 @@ pub fn trajectory_json_schema() -> String {
 
 /// The Arrow/Parquet layout: every column with its Arrow type and nullability.
 pub fn trajectory_arrow_layout() -> String {
-    let schema = arrow_schema();
-    let columns: Vec<Value> = schema.fields().iter().map(|f| field_doc(f)).collect();
+    arrow_layout(
+        "trajforge canonical trajectory",
+        SCHEMA_VERSION,
+        &arrow_schema(),
+        &[],
+    )
+}
+
+/// Any Arrow layout as a JSON document: `name`, `schema_version`, and every column with its
+/// Arrow type, nullability and, when `descriptions` has it, what it holds.
+pub fn arrow_layout(
+    name: &str,
+    version: u32,
+    schema: &arrow::datatypes::Schema,
+    descriptions: &[(&str, &str)],
+) -> String {
+    let columns: Vec<Value> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut doc = field_doc(f);
+            if let Some((_, d)) = descriptions.iter().find(|(n, _)| n == f.name()) {
+                doc["description"] = json!(d);
+            }
+            doc
+        })
+        .collect();
     pretty(&json!({
-        "name": "trajforge canonical trajectory",
-        "schema_version": SCHEMA_VERSION,
+        "name": name,
+        "schema_version": version,
         "columns": columns,
     }))
 }
@@ -45,7 +70,8 @@ fn type_name(t: &DataType) -> String {
     }
 }
 
-fn pretty(v: &Value) -> String {
+/// Pretty JSON with a final newline, as the committed documents are written.
+pub fn pretty(v: &Value) -> String {
     let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
     s.push('\n');
     s

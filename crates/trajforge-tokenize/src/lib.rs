@@ -12,6 +12,7 @@
 //! and writes them as zstd Parquet shards.
 
 pub mod job;
+pub mod layout_docs;
 pub mod model;
 pub mod pack;
 pub mod pyjson;
