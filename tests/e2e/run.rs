@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::common::{dir_bytes, root, trajforge};
 
-const OUTPUTS: [&str; 3] = ["kept", "filtered", "rejects"];
+const OUTPUTS: [&str; 5] = ["kept", "filtered", "rejects", "shards", "tokenize_dropped"];
 
 fn pipeline(name: &str) -> String {
     root().join("pipelines").join(name).display().to_string()
@@ -458,7 +458,7 @@ fn resume_after_kill_gives_identical_outputs() {
     let reference = tmp.path().join("reference");
     run_pipeline(&pipeline("quickstart.yaml"), &reference, &["--set", shards]);
     let expected = dir_bytes(&reference, &OUTPUTS);
-    for point in ["ingest", "decide", "write-part", "write"] {
+    for point in ["ingest", "decide", "write-part", "write", "tokenize"] {
         let out = tmp.path().join(point);
         let quick = pipeline("quickstart.yaml");
         let args = [

@@ -6,7 +6,7 @@
 //! where the first `i + 1` messages rendered end (the whitespace after the end-of-turn token
 //! belongs to the template, not to the model). Each prefix must be a prefix of the whole
 //! rendering, else the template is refused: spans are never guessed. A token is supervised
-//! when it starts inside a span.
+//! when its text overlaps a span (see [`mask_from_spans`]).
 
 use minijinja::value::Value;
 use trajforge_schema::Message;
@@ -191,7 +191,7 @@ fn tokenize_messages(
         &supervised_messages(messages, opts),
     )?;
     let enc = model.encode(&rendered.text, cache)?;
-    let loss_mask = mask_from_spans(&enc.starts, &rendered.spans);
+    let loss_mask = mask_from_spans(&enc.starts, rendered.text.len(), &rendered.spans);
     let supervised_tokens = loss_mask.iter().map(|&b| b as u32).sum();
     Ok(Sample {
         input_ids: enc.ids,
@@ -201,16 +201,29 @@ fn tokenize_messages(
     })
 }
 
-/// 1 for each token whose start offset lies in a span (spans sorted, disjoint).
-pub fn mask_from_spans(starts: &[u32], spans: &[(usize, usize)]) -> Vec<u8> {
-    let mut mask = Vec::with_capacity(starts.len());
-    let mut k = 0;
-    for &s in starts {
-        let s = s as usize;
-        while k < spans.len() && spans[k].1 <= s {
-            k += 1;
+/// 1 for each token whose text overlaps a span (spans sorted, disjoint), as transformers'
+/// `return_assistant_tokens_mask` marks every token holding a character of a generation span.
+/// A token that straddles a span's start (Qwen merges the `\n` after `assistant` with the
+/// newlines an answer starts with) is supervised, so no assistant character goes unlearned.
+/// Tokens tile the text: a token ends where the next one with a later start begins.
+pub fn mask_from_spans(starts: &[u32], text_len: usize, spans: &[(usize, usize)]) -> Vec<u8> {
+    let n = starts.len();
+    let mut ends = vec![0usize; n];
+    let mut next = text_len;
+    for k in (0..n).rev() {
+        ends[k] = next;
+        if k == 0 || starts[k - 1] != starts[k] {
+            next = starts[k] as usize;
         }
-        mask.push(u8::from(k < spans.len() && spans[k].0 <= s));
+    }
+    let mut mask = Vec::with_capacity(n);
+    let mut j = 0;
+    for (k, &s) in starts.iter().enumerate() {
+        let (s, e) = (s as usize, ends[k].max(s as usize + 1));
+        while j < spans.len() && spans[j].1 <= s {
+            j += 1;
+        }
+        mask.push(u8::from(j < spans.len() && spans[j].0 < e));
     }
     mask
 }

@@ -206,11 +206,32 @@ fn a_template_whose_prefixes_are_not_prefixes_is_refused() {
 }
 
 #[test]
-fn mask_from_spans_marks_tokens_starting_inside() {
+fn mask_from_spans_marks_tokens_overlapping_a_span() {
     let starts = [0, 3, 5, 9, 12, 20];
     assert_eq!(
-        mask_from_spans(&starts, &[(3, 9), (12, 13)]),
+        mask_from_spans(&starts, 25, &[(3, 9), (12, 13)]),
         [0, 1, 1, 0, 1, 0]
     );
-    assert_eq!(mask_from_spans(&starts, &[]), [0; 6]);
+    // A token straddling a span start (4 in [3, 5)) and one ending in it (20..25 vs 24).
+    assert_eq!(
+        mask_from_spans(&starts, 25, &[(4, 5), (24, 30)]),
+        [0, 1, 0, 0, 0, 1]
+    );
+    // Two tokens sharing one start (a multi-byte character split in two) share the verdict.
+    assert_eq!(mask_from_spans(&[0, 2, 2, 4], 6, &[(3, 4)]), [0, 1, 1, 0]);
+    assert_eq!(mask_from_spans(&starts, 25, &[]), [0; 6]);
+}
+
+/// An answer starting with newlines: Qwen's tokenizer merges them with the template's `\n`
+/// after `assistant` into one token, which must carry the loss (transformers' assistant mask
+/// marks it too), so the supervised text is the answer plus that one template newline.
+#[test]
+fn a_token_straddling_the_turn_start_is_supervised() {
+    let m = model();
+    let msgs = vec![
+        Message::text("user", "Go."),
+        Message::text("assistant", "\n\nSubmitting."),
+    ];
+    let s = kept(run(&msgs, &SampleOptions::default()));
+    assert_eq!(supervised_runs(&m, &s), ["\n\n\nSubmitting.<|im_end|>"]);
 }
