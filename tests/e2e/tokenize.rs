@@ -399,4 +399,24 @@ fn packed_shards_conserve_samples_and_do_not_depend_on_threads() {
         .map(|s| s["rows"].as_u64().expect("rows"))
         .sum();
     assert_eq!(index_rows, packed.len() as u64);
+
+    // inspect decodes a packed row document by document, supervised text marked.
+    let o = crate::common::trajforge(&[
+        "inspect",
+        out.join("shards").to_str().expect("utf8"),
+        "--max-chars",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    let first = packed[0]["trajectory_ids"][0].as_str().expect("id");
+    assert!(text.contains(&format!("document 0: {first}")), "{text}");
+    assert!(
+        text.contains("<|im_start|>assistant\n⟦"),
+        "supervised spans are marked"
+    );
+    assert!(
+        text.contains("<|im_end|>⟧"),
+        "the end-of-turn token is supervised"
+    );
 }

@@ -20,7 +20,9 @@ use crate::progress::bar;
 /// Summarise a Parquet file or dataset directory and pretty-print one trajectory.
 ///
 /// PATH is a .parquet file, a directory of them, or an ingest/run output directory (its
-/// trajectories/ folder is used). Roles are coloured when stdout is a terminal.
+/// trajectories/ folder is used). Roles are coloured when stdout is a terminal. Tokenized and
+/// packed files (OUT/tokenized/, OUT/shards/) show the row decoded with its supervised spans
+/// highlighted.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     path: PathBuf,
@@ -30,6 +32,10 @@ pub struct Args {
     /// Characters of each message to show (0 = all).
     #[arg(long, default_value_t = 800, value_name = "N")]
     max_chars: usize,
+    /// Tokenizer folder to decode tokenized or packed rows with (default: the bundled
+    /// Qwen2.5-Coder one).
+    #[arg(long, value_name = "DIR")]
+    tokenizer: Option<PathBuf>,
 }
 
 /// Running statistics of one column; lists and strings are measured by length.
@@ -163,6 +169,15 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     let mut out = std::io::stdout().lock();
     print_summary(&mut out, &files, rows, &columns)?;
     match picked {
+        Some(b) if super::inspect_tokens::is_token_layout(&b) => {
+            writeln!(out, "\n{} {}", style("row").bold(), args.row)?;
+            super::inspect_tokens::print_token_row(
+                &mut out,
+                &b,
+                args.tokenizer.as_ref(),
+                args.max_chars,
+            )?
+        }
         Some(b) => print_row(&mut out, &b, args.row, args.max_chars)?,
         None => writeln!(
             out,
@@ -263,7 +278,7 @@ fn print_row(out: &mut dyn Write, b: &RecordBatch, index: u64, max_chars: usize)
     Ok(())
 }
 
-fn clip(text: &str, max_chars: usize) -> String {
+pub(crate) fn clip(text: &str, max_chars: usize) -> String {
     if max_chars == 0 || text.chars().count() <= max_chars {
         return text.to_string();
     }

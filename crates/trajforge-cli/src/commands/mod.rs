@@ -2,6 +2,7 @@
 
 pub mod ingest;
 pub mod inspect;
+pub mod inspect_tokens;
 pub mod run;
 pub mod synth;
 pub mod tokenize;
