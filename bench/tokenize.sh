@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Tokenize and pack benchmarks (release build, run by hand; results go to bench/RESULTS.md):
+#  1. render + tokenize + loss mask per core, trajforge with and without its cache of repeated
+#     pieces, next to Python transformers apply_chat_template + fast tokenizer, and next to plain
+#     tokenizer encodes of the rendered text, on the same rows in the same run (one core each);
+#  2. packing 300,000 sample lengths at 32k: trajforge's streaming BFD vs a simple Python BFD;
+#  3. packing fill at 32k on synthetic ZERO and HERO corpora (trajforge tokenize --pack-len).
+# Usage: bash bench/tokenize.sh [ROWS]   (default 300 rows per kind for 1-2, 3000 for 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${1:-300}
+FILL_ROWS=${FILL_ROWS:-3000}
+WORK=${BENCH_DIR:-target/bench-tokenize}
+mkdir -p "$WORK"
+cargo build -q --release -p trajforge-cli -p trajforge-tokenize --bins --example tokenize_bench
+BIN=target/release/trajforge
+QWEN="$WORK/qwen"
+mkdir -p "$QWEN"
+zstd -q -d -f crates/trajforge-tokenize/assets/qwen2.5-coder/tokenizer.json.zst -o "$QWEN/tokenizer.json"
+cp crates/trajforge-tokenize/assets/qwen2.5-coder/tokenizer_config.json "$QWEN/"
+
+for kind in zero hero; do
+  corpus="$WORK/$kind-$ROWS.parquet"
+  [ -f "$corpus" ] || "$BIN" --quiet synth --kind "$kind" --count "$ROWS" --seed 5 --out "$corpus"
+  rm -rf "$WORK/canon-$kind"
+  "$BIN" --quiet ingest "$corpus" --out "$WORK/canon-$kind"
+  dir="$WORK/rows-$kind"
+  mkdir -p "$dir"
+  echo "== $kind: $ROWS rows, one core =="
+  taskset -c 0 target/release/examples/tokenize_bench "$WORK/canon-$kind/trajectories/part-00000.parquet" "$dir"
+  if python3 -c "import transformers" 2>/dev/null; then
+    TOKENIZERS_PARALLELISM=false RAYON_NUM_THREADS=1 taskset -c 0 python3 bench/tokenize_transformers.py "$QWEN" "$dir"
+  else
+    echo '{"what": "transformers", "skipped": "pip install transformers==4.57.1"}'
+  fi
+done
+
+echo "== packing fill at 32k ($FILL_ROWS rows per kind, 2 threads) =="
+printf "| corpus | rows | samples | too long (>32k) | tokens | supervised %% | packed rows | fill | seconds |\n|---|---|---|---|---|---|---|---|---|\n"
+for kind in zero hero; do
+  corpus="$WORK/$kind-fill-$FILL_ROWS.parquet"
+  [ -f "$corpus" ] || "$BIN" --quiet synth --kind "$kind" --count "$FILL_ROWS" --seed 6 --out "$corpus"
+  out="$WORK/fill-$kind"
+  "$BIN" --quiet --threads 2 tokenize "$corpus" --out "$out" --max-tokens 32768 --pack-len 32768
+  python3 - "$out/manifest.json" "$kind" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))["tokenize"]
+print(f"| synth {sys.argv[2]} | {t['rows_in']} | {t['samples']} | {t['filtered'].get('too_long', 0)} | {t['tokens']} | "
+      f"{100 * t['supervised_fraction']:.1f} | {t['packed_rows']} | {100 * t['packing_fill']:.2f}% | {t['seconds']:.1f} |")
+PY
+done
