@@ -4,7 +4,8 @@
 #     pieces, next to Python transformers apply_chat_template + fast tokenizer, and next to plain
 #     tokenizer encodes of the rendered text, on the same rows in the same run (one core each);
 #  2. packing 300,000 sample lengths at 32k: trajforge's streaming BFD vs a simple Python BFD;
-#  3. packing fill at 32k on synthetic ZERO and HERO corpora (trajforge tokenize --pack-len).
+#  3. packing fill at 32k and 131k on synthetic ZERO and HERO corpora (trajforge tokenize
+#     --pack-len), next to the best fill any packing that never splits a sample could reach.
 # Usage: bash bench/tokenize.sh [ROWS]   (default 300 rows per kind for 1-2, 3000 for 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,17 +36,19 @@ for kind in zero hero; do
   fi
 done
 
-echo "== packing fill at 32k ($FILL_ROWS rows per kind, 2 threads) =="
-printf "| corpus | rows | samples | too long (>32k) | tokens | supervised %% | packed rows | fill | seconds |\n|---|---|---|---|---|---|---|---|---|\n"
+echo "== packing fill ($FILL_ROWS rows per kind, 2 threads, max_tokens = pack_len) =="
+printf "| corpus | pack_len | rows | samples | too long | tokens | supervised %% | packed rows | fill | bound | seconds |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
 for kind in zero hero; do
   corpus="$WORK/$kind-fill-$FILL_ROWS.parquet"
   [ -f "$corpus" ] || "$BIN" --quiet synth --kind "$kind" --count "$FILL_ROWS" --seed 6 --out "$corpus"
-  out="$WORK/fill-$kind"
-  "$BIN" --quiet --threads 2 tokenize "$corpus" --out "$out" --max-tokens 32768 --pack-len 32768
-  python3 - "$out/manifest.json" "$kind" <<'PY'
+  for len in 32768 131072; do
+    out="$WORK/fill-$kind-$len"
+    "$BIN" --quiet --threads 2 tokenize "$corpus" --out "$out" --max-tokens "$len" --pack-len "$len"
+    python3 - "$out/manifest.json" "$kind" "$len" <<'PY'
 import json, sys
 t = json.load(open(sys.argv[1]))["tokenize"]
-print(f"| synth {sys.argv[2]} | {t['rows_in']} | {t['samples']} | {t['filtered'].get('too_long', 0)} | {t['tokens']} | "
-      f"{100 * t['supervised_fraction']:.1f} | {t['packed_rows']} | {100 * t['packing_fill']:.2f}% | {t['seconds']:.1f} |")
+print(f"| synth {sys.argv[2]} | {sys.argv[3]} | {t['rows_in']} | {t['samples']} | {t['filtered'].get('too_long', 0)} | {t['tokens']} | "
+      f"{100 * t['supervised_fraction']:.1f} | {t['packed_rows']} | {100 * t['packing_fill']:.2f}% | {100 * t['packing_fill_bound']:.2f}% | {t['seconds']:.1f} |")
 PY
+  done
 done

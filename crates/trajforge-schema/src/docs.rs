@@ -77,6 +77,25 @@ pub fn pretty(v: &Value) -> String {
     s
 }
 
+/// Compares generated documents with the committed files in `dir`, or rewrites them when the
+/// `UPDATE_SCHEMAS` environment variable is set; returns the names of the stale ones.
+pub fn stale_documents(dir: &std::path::Path, documents: &[(&str, String)]) -> Vec<String> {
+    let mut stale = Vec::new();
+    for (name, generated) in documents {
+        let path = dir.join(name);
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            if std::fs::write(&path, generated).is_err() {
+                stale.push(format!("{name} (cannot write)"));
+            }
+            continue;
+        }
+        if std::fs::read_to_string(&path).ok().as_ref() != Some(generated) {
+            stale.push(name.to_string());
+        }
+    }
+    stale
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -90,17 +109,10 @@ mod tests {
             ("trajectory.schema.json", super::trajectory_json_schema()),
             ("trajectory.arrow.json", super::trajectory_arrow_layout()),
         ];
-        for (name, generated) in documents {
-            let path = dir.join(name);
-            if std::env::var_os("UPDATE_SCHEMAS").is_some() {
-                std::fs::write(&path, &generated).expect("write schema");
-                continue;
-            }
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                committed == generated,
-                "schemas/{name} is stale: regenerate with UPDATE_SCHEMAS=1 cargo test -p trajforge-schema"
-            );
-        }
+        let stale = super::stale_documents(&dir, &documents);
+        assert!(
+            stale.is_empty(),
+            "schemas/{stale:?} stale: regenerate with UPDATE_SCHEMAS=1 cargo test -p trajforge-schema"
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use trajforge_schema::Trajectory;
+use trajforge_schema::{Trajectory, batch};
 use trajforge_tokenize::job::ToolCatalogue;
 use trajforge_tokenize::model::{Model, SegmentCache};
 use trajforge_tokenize::pack::{PackConfig, Packer};
@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let catalogue = ToolCatalogue::bundled()?;
     let mut rows: Vec<Row> = Vec::new();
     for b in &batches {
-        for t in Trajectory::from_record_batch(b)? {
+        for t in batch::from_record_batch(b)? {
             let tools = catalogue.tools_for(t.tools.as_deref(), t.scaffold.as_deref())?;
             rows.push((t, tools));
         }

@@ -126,6 +126,10 @@ pub struct TokenizeSummary {
     pub pack_len: Option<u32>,
     /// Tokens / (packed rows × pack_len).
     pub packing_fill: Option<f64>,
+    /// The best fill any packing that never splits a sample could reach on these lengths:
+    /// tokens / (max(samples longer than pack_len / 2, ⌈tokens / pack_len⌉) × pack_len), since
+    /// no two samples longer than half a row share one.
+    pub packing_fill_bound: Option<f64>,
     /// The shard index.
     pub shards: Vec<ShardInfo>,
     /// Repeated pieces found in the segment caches / pieces looked up.
@@ -213,6 +217,7 @@ pub fn run(
         Layout::Unpacked => None,
     };
     let mut s = TokenizeSummary::default();
+    let mut over_half = 0u64;
     for file in files {
         for rows in read_rows(file)? {
             let rows = rows?;
@@ -246,6 +251,7 @@ pub fn run(
                 Some(p) => {
                     for d in docs {
                         let len = d.sample.total_tokens();
+                        over_half += u64::from(2 * len as u64 > p.pack_len() as u64);
                         let key = d.trajectory_id.clone();
                         let bins = p.push(len, key.as_bytes(), d)?;
                         write_bins(&mut shards, bins, &mut s)?;
@@ -269,6 +275,8 @@ pub fn run(
     if let Layout::Packed(cfg) = opts.layout {
         s.pack_len = Some(cfg.pack_len);
         s.packing_fill = Some(fill(s.packed_rows as usize, s.tokens, cfg.pack_len));
+        let fewest_rows = over_half.max(s.tokens.div_ceil(cfg.pack_len as u64));
+        s.packing_fill_bound = Some(fill(fewest_rows as usize, s.tokens, cfg.pack_len));
     }
     s.supervised_fraction = if s.tokens == 0 {
         0.0

@@ -81,17 +81,10 @@ mod tests {
             ("packed.arrow.json", super::packed_arrow_layout()),
             ("tokenized.arrow.json", super::tokenized_arrow_layout()),
         ];
-        for (name, generated) in documents {
-            let path = dir.join(name);
-            if std::env::var_os("UPDATE_SCHEMAS").is_some() {
-                std::fs::write(&path, &generated).expect("write schema");
-                continue;
-            }
-            let committed = std::fs::read_to_string(&path).unwrap_or_default();
-            assert!(
-                committed == generated,
-                "schemas/{name} is stale: regenerate with UPDATE_SCHEMAS=1 cargo test -p trajforge-tokenize"
-            );
-        }
+        let stale = trajforge_schema::docs::stale_documents(&dir, &documents);
+        assert!(
+            stale.is_empty(),
+            "schemas/{stale:?} stale: regenerate with UPDATE_SCHEMAS=1 cargo test -p trajforge-tokenize"
+        );
     }
 }

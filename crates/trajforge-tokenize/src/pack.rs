@@ -87,6 +87,11 @@ impl<T> Packer<T> {
         })
     }
 
+    /// Capacity of a row.
+    pub fn pack_len(&self) -> u32 {
+        self.cfg.pack_len
+    }
+
     /// Adds a sample of `len` tokens; `key` identifies it for tie-breaks. Returns the rows
     /// completed by this call, in the order they were opened.
     pub fn push(&mut self, len: u32, key: &[u8], item: T) -> Result<Vec<Bin<T>>, TokenizeError> {
