@@ -273,7 +273,7 @@ pub enum ParquetKind {
 /// Reads the footer of `path` (a `.parquet` file) to tell canonical trajectories and rejects
 /// tables from raw inputs; anything else, or a non-Parquet name, is [`ParquetKind::Other`].
 pub fn parquet_kind(path: &Path) -> ParquetKind {
-    if !path.extension().is_some_and(|e| e == "parquet") {
+    if path.extension().is_none_or(|e| e != "parquet") {
         return ParquetKind::Other;
     }
     let footer = File::open(path)

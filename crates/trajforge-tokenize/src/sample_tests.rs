@@ -160,7 +160,7 @@ fn too_long_is_dropped_by_default_and_truncated_at_turn_boundaries_on_request() 
     let s = kept(run(&msgs, &truncate));
     assert!(s.total_tokens() <= max);
     let k = s.dropped_exchanges as usize;
-    assert!(k >= 1 && k < 12, "{k}");
+    assert!((1..12).contains(&k), "{k}");
     // The fewest exchanges were dropped: one fewer does not fit.
     let starts = exchange_starts(&msgs);
     let one_less = without_oldest(&msgs, &starts, k - 1);
