@@ -238,6 +238,11 @@ fn tokenize_cli_masks_exactly_the_assistant_turns_and_accounts_for_every_row() {
         .into_iter()
         .map(|t| (t.trajectory_id.clone(), t))
         .collect();
+    assert!(
+        !out.join(".ingest").exists(),
+        "the ingested copy is removed"
+    );
+    assert!(out.join("rejects").is_dir(), "the ingest rejects are kept");
     let tokenized = rows_of(&out.join("tokenized"));
     let dropped = rows_of(&out.join("dropped"));
     assert_eq!(

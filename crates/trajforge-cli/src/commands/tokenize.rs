@@ -16,7 +16,7 @@ use crate::progress::{IngestBar, bar};
 /// Render, tokenize and loss-mask trajectories (one row per trajectory, for inspection and
 /// parity checks), or pack them into training shards with --pack-len.
 ///
-/// Inputs in a published format are ingested first (rejects under DIR/rejects/). Writes
+/// Inputs in a published format are ingested first (their rejects go to DIR/rejects/). Writes
 /// DIR/tokenized/part-NNNNN.parquet (trajectory_id, input_ids, loss_mask, num_tokens,
 /// num_supervised, dropped_exchanges) — or DIR/shards/shard-NNNNN.parquet with --pack-len —
 /// DIR/dropped/ (trajectory_id, reason, detail for every row not tokenized) and
@@ -110,7 +110,7 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     } else {
         "tokenized"
     };
-    for stale in ["shards", "tokenized", "dropped"] {
+    for stale in ["shards", "tokenized", "dropped", "rejects"] {
         let _ = std::fs::remove_dir_all(args.out.join(stale));
     }
     let progress = Bar(bar(
@@ -130,6 +130,7 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     )
     .with_context(|| format!("tokenize into {} failed", args.out.display()))?;
     progress.0.finish_and_clear();
+    keep_ingest_rejects(&args.out)?;
     let manifest = serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "tokenizer": model.source,
@@ -169,6 +170,21 @@ pub fn run(args: Args, global: Global) -> Result<()> {
         bail!("internal error: rows in != samples + filtered + rejected");
     }
     Ok(())
+}
+
+/// Moves the rejects of the ingest step (if one ran) to DIR/rejects/ and removes the ingested
+/// copy, which only served the run.
+fn keep_ingest_rejects(out: &std::path::Path) -> Result<()> {
+    let staged = out.join(".ingest");
+    if !staged.exists() {
+        return Ok(());
+    }
+    let rejects = staged.join("rejects");
+    if rejects.exists() {
+        std::fs::rename(&rejects, out.join("rejects"))
+            .with_context(|| format!("cannot move {}", rejects.display()))?;
+    }
+    std::fs::remove_dir_all(&staged).with_context(|| format!("cannot remove {}", staged.display()))
 }
 
 /// Canonical Parquet inputs as they are; the others ingested into DIR/.ingest first.
