@@ -333,11 +333,11 @@ fn write_bins(
     bins: Vec<crate::pack::Bin<Doc>>,
     s: &mut TokenizeSummary,
 ) -> Result<(), TokenizeError> {
+    let rows: Vec<Vec<Doc>> = bins.into_iter().map(|b| b.items).collect();
     // A few rows per batch: packed rows are up to pack_len tokens each.
-    for chunk in bins.chunks(8) {
-        let rows: Vec<Vec<Doc>> = chunk.iter().map(|b| b.items.clone()).collect();
-        s.packed_rows += rows.len() as u64;
-        shards.write(&packed_batch(&rows)?)?;
+    for chunk in rows.chunks(8) {
+        s.packed_rows += chunk.len() as u64;
+        shards.write(&packed_batch(chunk)?)?;
     }
     Ok(())
 }
