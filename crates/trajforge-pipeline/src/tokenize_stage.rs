@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 
 use trajforge_ops::operators::tokenize::{LengthPolicyName, LossTurns};
 use trajforge_ops::{PackOptions, TokenizeOptions};
+use trajforge_schema::FailureRule;
 use trajforge_tokenize::job::{
     self, JobOptions, JobProgress, Layout, TokenizeSummary, ToolCatalogue,
 };
 use trajforge_tokenize::model::Model;
 use trajforge_tokenize::pack::PackConfig;
-use trajforge_tokenize::sample::{FailureRule, LengthPolicy, SampleOptions, Turns};
+use trajforge_tokenize::sample::{LengthPolicy, SampleOptions, Turns};
 
 use crate::PipelineError;
 use crate::run::RunProgress;
@@ -37,10 +38,7 @@ fn sample_options(t: &TokenizeOptions) -> SampleOptions {
             LossTurns::Last => Turns::Last,
         },
         mask_failed_tool_calls: t.mask_failed_tool_calls,
-        failure: FailureRule {
-            prefixes: t.error_prefixes.clone(),
-            phrases: t.failure_phrases.clone(),
-        },
+        failure: FailureRule::new(&t.error_prefixes, &t.failure_phrases),
         max_tokens: t.max_tokens,
         length_policy: match t.length_policy {
             LengthPolicyName::Drop => LengthPolicy::Drop,

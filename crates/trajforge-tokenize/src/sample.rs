@@ -9,7 +9,7 @@
 //! when its text overlaps a span (see [`mask_from_spans`]).
 
 use minijinja::value::Value;
-use trajforge_schema::Message;
+use trajforge_schema::{FailureRule, Message};
 
 use crate::TokenizeError;
 use crate::model::{Model, SegmentCache};
@@ -37,43 +37,13 @@ pub enum LengthPolicy {
     TruncateTurns,
 }
 
-/// How tool results are judged failed (for [`SampleOptions::mask_failed_tool_calls`]).
-#[derive(Debug, Clone)]
-pub struct FailureRule {
-    /// A result starting with one of these (after leading whitespace) failed.
-    pub prefixes: Vec<String>,
-    /// A result containing one of these (case-insensitive) failed.
-    pub phrases: Vec<String>,
-}
-
-impl Default for FailureRule {
-    fn default() -> Self {
-        FailureRule {
-            prefixes: vec!["ERROR".into()],
-            phrases: vec!["no replacement was performed".into()],
-        }
-    }
-}
-
-impl FailureRule {
-    fn failed(&self, result: &str) -> bool {
-        let head = result.trim_start();
-        if self.prefixes.iter().any(|p| head.starts_with(p.as_str())) {
-            return true;
-        }
-        let lower = result.to_lowercase();
-        self.phrases
-            .iter()
-            .any(|p| lower.contains(&p.to_lowercase()))
-    }
-}
-
 /// Options of the tokenize step.
 #[derive(Debug, Clone, Default)]
 pub struct SampleOptions {
     pub turns: Turns,
     /// Take the loss off assistant turns whose tool call failed.
     pub mask_failed_tool_calls: bool,
+    /// How a failed tool result is recognised.
     pub failure: FailureRule,
     /// Longest sample kept, in tokens.
     pub max_tokens: Option<u32>,

@@ -8,6 +8,8 @@ use datafusion::prelude::Expr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use trajforge_schema::FailureRule;
+
 use crate::OpsError;
 use crate::operator::{Env, Operator, OperatorDef, StepCtx, StepKind, message_check};
 use crate::view::{MessagesView, exchanges};
@@ -22,10 +24,10 @@ pub struct MaxFailedEditsOptions {
     #[serde(default = "default_tools")]
     pub tools: Vec<String>,
     /// An observation starting with one of these (after leading whitespace) is a failure.
-    #[serde(default = "default_prefixes")]
+    #[serde(default = "trajforge_schema::failure::default_error_prefixes")]
     pub error_prefixes: Vec<String>,
     /// An observation containing one of these (case-insensitive) is a failure.
-    #[serde(default = "default_phrases")]
+    #[serde(default = "trajforge_schema::failure::default_failure_phrases")]
     pub failure_phrases: Vec<String>,
 }
 
@@ -35,16 +37,11 @@ fn default_max() -> u32 {
 fn default_tools() -> Vec<String> {
     vec!["str_replace_editor".into()]
 }
-fn default_prefixes() -> Vec<String> {
-    vec!["ERROR".into()]
-}
-fn default_phrases() -> Vec<String> {
-    vec!["no replacement was performed".into()]
-}
 
 #[derive(Debug, Clone)]
 pub struct MaxFailedEdits {
     options: MaxFailedEditsOptions,
+    rule: FailureRule,
 }
 
 impl OperatorDef for MaxFailedEdits {
@@ -54,37 +51,18 @@ impl OperatorDef for MaxFailedEdits {
     const EXAMPLE: &'static str = "op: max_failed_edits\nmax: 2\ntools: [str_replace_editor]";
     type Options = MaxFailedEditsOptions;
 
-    fn build(mut o: MaxFailedEditsOptions, _ctx: &StepCtx) -> Result<Arc<dyn Operator>, OpsError> {
-        for p in &mut o.failure_phrases {
-            *p = p.to_lowercase();
-        }
-        Ok(Arc::new(MaxFailedEdits { options: o }))
+    fn build(o: MaxFailedEditsOptions, _ctx: &StepCtx) -> Result<Arc<dyn Operator>, OpsError> {
+        let rule = FailureRule::new(&o.error_prefixes, &o.failure_phrases);
+        Ok(Arc::new(MaxFailedEdits { options: o, rule }))
     }
 }
 
 impl MaxFailedEdits {
-    fn failed(&self, observation: &str) -> bool {
-        let head = observation.trim_start();
-        if self
-            .options
-            .error_prefixes
-            .iter()
-            .any(|p| head.starts_with(p.as_str()))
-        {
-            return true;
-        }
-        let lower = observation.to_lowercase();
-        self.options
-            .failure_phrases
-            .iter()
-            .any(|p| lower.contains(p.as_str()))
-    }
-
     pub fn check_row(&self, view: &MessagesView, row: usize) -> Option<String> {
         let failed: Vec<usize> = exchanges(view, row)
             .iter()
             .filter(|e| self.options.tools.iter().any(|t| t == e.call.name))
-            .filter(|e| e.result.is_some_and(|r| self.failed(r)))
+            .filter(|e| e.result.is_some_and(|r| self.rule.failed(r)))
             .map(|e| e.turn)
             .collect();
         (failed.len() > self.options.max as usize).then(|| {

@@ -50,10 +50,10 @@ pub struct TokenizeOptions {
     #[serde(default)]
     pub mask_failed_tool_calls: bool,
     /// A tool result starting with one of these (after leading whitespace) failed.
-    #[serde(default = "default_prefixes")]
+    #[serde(default = "trajforge_schema::failure::default_error_prefixes")]
     pub error_prefixes: Vec<String>,
     /// A tool result containing one of these (case-insensitive) failed.
-    #[serde(default = "default_phrases")]
+    #[serde(default = "trajforge_schema::failure::default_failure_phrases")]
     pub failure_phrases: Vec<String>,
     /// Tool catalogues by scaffold (JSON arrays of tool schemas, paths relative to the pipeline
     /// file) for rows without a `tools` column; `openhands` is bundled.
@@ -72,12 +72,6 @@ fn default_policy() -> LengthPolicyName {
 }
 fn default_turns() -> LossTurns {
     LossTurns::All
-}
-fn default_prefixes() -> Vec<String> {
-    vec!["ERROR".into()]
-}
-fn default_phrases() -> Vec<String> {
-    vec!["no replacement was performed".into()]
 }
 fn default_cache() -> usize {
     64 << 20
