@@ -68,6 +68,53 @@ impl JobProgress for Advance<'_> {
     }
 }
 
+/// What a tokenize run needs, resolved from the step options (the pipeline's `tokenize` and
+/// `pack` steps, or the `trajforge tokenize` flags expressed as the same options).
+pub struct Prepared {
+    pub model: Model,
+    pub tools: ToolCatalogue,
+    pub job: JobOptions,
+    /// `shards` (packed) or `tokenized`.
+    pub output: &'static str,
+}
+
+/// Loads the tokenizer and tool catalogues (paths relative to `base_dir`) and the job settings.
+pub fn prepare(
+    t: &TokenizeOptions,
+    pack: Option<&PackOptions>,
+    base_dir: &Path,
+) -> Result<Prepared, PipelineError> {
+    let resolve = |p: &str| base_dir.join(p);
+    let model = Model::load(t.tokenizer.as_deref().map(resolve).as_deref()).map_err(config)?;
+    let mut tools = ToolCatalogue::bundled().map_err(config)?;
+    for (scaffold, path) in &t.tool_catalogues {
+        tools
+            .insert_file(scaffold, &resolve(path))
+            .map_err(config)?;
+    }
+    let (rows_per_shard, output) = match pack {
+        Some(p) => (p.rows_per_shard, "shards"),
+        None => (t.rows_per_shard, "tokenized"),
+    };
+    let mut metadata = vec![("trajforge.tokenizer".to_string(), model.source.clone())];
+    if let Some(p) = pack {
+        metadata.push(("trajforge.pack_len".into(), p.pack_len.to_string()));
+    }
+    let job = JobOptions {
+        sample: sample_options(t),
+        layout: layout(pack),
+        rows_per_shard,
+        cache_bytes: t.cache_bytes,
+        metadata,
+    };
+    Ok(Prepared {
+        model,
+        tools,
+        job,
+        output,
+    })
+}
+
 /// Tokenizes (and packs) `kept` (the kept parts, in order) into `stage_dir`.
 pub fn run(
     pipeline: &Pipeline,
@@ -81,30 +128,7 @@ pub fn run(
             "tokenize stage without a tokenize step".into(),
         ));
     };
-    let resolve = |p: &str| pipeline.base_dir.join(p);
-    let model = Model::load(t.tokenizer.as_deref().map(resolve).as_ref()).map_err(config)?;
-    let mut tools = ToolCatalogue::bundled().map_err(config)?;
-    for (scaffold, path) in &t.tool_catalogues {
-        tools
-            .insert_file(scaffold, &resolve(path))
-            .map_err(config)?;
-    }
-    let pack = pipeline.pack.as_ref();
-    let (rows_per_shard, out) = match pack {
-        Some(p) => (p.rows_per_shard, "shards"),
-        None => (t.rows_per_shard, "tokenized"),
-    };
-    let mut metadata = vec![("trajforge.tokenizer".to_string(), model.source.clone())];
-    if let Some(p) = pack {
-        metadata.push(("trajforge.pack_len".into(), p.pack_len.to_string()));
-    }
-    let opts = JobOptions {
-        sample: sample_options(t),
-        layout: layout(pack),
-        rows_per_shard,
-        cache_bytes: t.cache_bytes,
-        metadata,
-    };
+    let p = prepare(t, pipeline.pack.as_ref(), &pipeline.base_dir)?;
     for d in OUTPUT_DIRS {
         let dir = stage_dir.join(d);
         if dir.exists() {
@@ -114,12 +138,12 @@ pub fn run(
     progress.stage("tokenize", kept_rows, 0);
     let advance = Advance(progress, Default::default());
     let summary = job::run(
-        &model,
-        &tools,
+        &p.model,
+        &p.tools,
         kept,
-        &stage_dir.join(out),
+        &stage_dir.join(p.output),
         &stage_dir.join("tokenize_dropped"),
-        &opts,
+        &p.job,
         &advance,
     )
     .map_err(|e| PipelineError::Internal(format!("tokenize: {e}")))?;

@@ -11,7 +11,7 @@
 //! back to encoding the whole text; tests compare both paths.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, MatchKind};
@@ -90,7 +90,7 @@ impl Model {
     }
 
     /// `dir`, or the bundled default when none is given.
-    pub fn load(dir: Option<&PathBuf>) -> Result<Model, TokenizeError> {
+    pub fn load(dir: Option<&Path>) -> Result<Model, TokenizeError> {
         match dir {
             Some(d) => Model::from_dir(d),
             None => Model::qwen2_5_coder(),

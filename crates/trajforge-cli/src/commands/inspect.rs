@@ -174,7 +174,7 @@ pub fn run(args: Args, global: Global) -> Result<()> {
             super::inspect_tokens::print_token_row(
                 &mut out,
                 &b,
-                args.tokenizer.as_ref(),
+                args.tokenizer.as_deref(),
                 args.max_chars,
             )?
         }

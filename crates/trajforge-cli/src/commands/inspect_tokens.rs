@@ -3,7 +3,7 @@
 //! otherwise — with token and supervised counts.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray};
@@ -46,7 +46,7 @@ fn ids_of(b: &RecordBatch) -> Vec<String> {
 pub fn print_token_row(
     out: &mut dyn Write,
     b: &RecordBatch,
-    tokenizer: Option<&PathBuf>,
+    tokenizer: Option<&Path>,
     max_chars: usize,
 ) -> Result<()> {
     let model = Model::load(tokenizer).context("cannot load the tokenizer to decode the row")?;

@@ -1,14 +1,15 @@
 //! `trajforge tokenize INPUT... --out DIR [--tokenizer DIR] [--max-tokens N]`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use trajforge_io::source::{ParquetKind, expand_inputs, parquet_kind};
 use trajforge_io::{IngestOptions, ingest};
-use trajforge_tokenize::job::{JobOptions, JobProgress, Layout, ToolCatalogue};
-use trajforge_tokenize::model::Model;
-use trajforge_tokenize::pack::PackConfig;
-use trajforge_tokenize::sample::{LengthPolicy, SampleOptions, Turns};
+use trajforge_ops::operators::tokenize::{LengthPolicyName, LossTurns};
+use trajforge_ops::{PackOptions, TokenizeOptions};
+use trajforge_pipeline::tokenize_stage::prepare;
+use trajforge_tokenize::job::JobProgress;
 
 use crate::Global;
 use crate::progress::{IngestBar, bar};
@@ -59,73 +60,74 @@ pub struct Args {
     no_cache: bool,
 }
 
-struct Bar(indicatif::ProgressBar);
+struct Bar(indicatif::ProgressBar, AtomicU64);
 
 impl JobProgress for Bar {
     fn rows_done(&self, rows: u64, tokens: u64) {
         self.0.inc(rows);
-        let t = self.0.message().parse::<u64>().unwrap_or(0) + tokens;
-        self.0.set_message(t.to_string());
+        let total = self.1.fetch_add(tokens, Ordering::Relaxed) + tokens;
+        self.0.set_message(total.to_string());
     }
 }
 
-pub fn run(args: Args, global: Global) -> Result<()> {
-    let model = Model::load(args.tokenizer.as_ref()).context("cannot load the tokenizer")?;
-    let sample = SampleOptions {
-        turns: if args.turns == "last" {
-            Turns::Last
-        } else {
-            Turns::All
-        },
-        mask_failed_tool_calls: args.mask_failed_tool_calls,
+/// The flags as the pipeline's `tokenize` / `pack` step options, so both paths share one setup.
+fn step_options(args: &Args) -> (TokenizeOptions, Option<PackOptions>) {
+    let t = TokenizeOptions {
+        tokenizer: args.tokenizer.as_ref().map(|p| p.display().to_string()),
         max_tokens: args.max_tokens,
         length_policy: if args.length_policy == "truncate_turns" {
-            LengthPolicy::TruncateTurns
+            LengthPolicyName::TruncateTurns
         } else {
-            LengthPolicy::Drop
+            LengthPolicyName::Drop
         },
-        ..SampleOptions::default()
-    };
-    if args.pack_len == Some(0) || args.rows_per_shard == 0 {
-        bail!("--pack-len and --rows-per-shard must be at least 1");
-    }
-    let (files, rows, rejected) = canonical_inputs(&args, global)?;
-    let layout = match args.pack_len {
-        Some(n) => {
-            let mut cfg = PackConfig::new(n);
-            cfg.seed = args.seed;
-            Layout::Packed(cfg)
-        }
-        None => Layout::Unpacked,
-    };
-    let opts = JobOptions {
-        sample,
-        layout,
+        loss_on: if args.turns == "last" {
+            LossTurns::Last
+        } else {
+            LossTurns::All
+        },
+        mask_failed_tool_calls: args.mask_failed_tool_calls,
+        cache_bytes: if args.no_cache {
+            0
+        } else {
+            TokenizeOptions::default().cache_bytes
+        },
         rows_per_shard: args.rows_per_shard,
-        cache_bytes: if args.no_cache { 0 } else { 64 << 20 },
-        metadata: vec![("trajforge.tokenizer".into(), model.source.clone())],
+        ..TokenizeOptions::default()
     };
-    let sub = if args.pack_len.is_some() {
-        "shards"
-    } else {
-        "tokenized"
-    };
+    let pack = args.pack_len.map(|pack_len| PackOptions {
+        pack_len,
+        seed: args.seed,
+        rows_per_shard: args.rows_per_shard,
+        ..PackOptions::default()
+    });
+    (t, pack)
+}
+
+pub fn run(args: Args, global: Global) -> Result<()> {
+    if args.pack_len == Some(0) || args.rows_per_shard == 0 || args.max_tokens == Some(0) {
+        bail!("--pack-len, --rows-per-shard and --max-tokens must be at least 1");
+    }
+    let (t, pack) = step_options(&args);
+    let p = prepare(&t, pack.as_ref(), Path::new("")).context("cannot load the tokenizer")?;
+    let (files, rows, rejected) = canonical_inputs(&args, global)?;
     for stale in ["shards", "tokenized", "dropped", "rejects"] {
         let _ = std::fs::remove_dir_all(args.out.join(stale));
     }
-    let progress = Bar(bar(
-        global,
-        rows,
-        "{spinner} tokenize [{bar:30}] {pos}/{len} rows {per_sec} {msg} tokens",
-    ));
-    let tools = ToolCatalogue::bundled()?;
+    let progress = Bar(
+        bar(
+            global,
+            rows,
+            "{spinner} tokenize [{bar:30}] {pos}/{len} rows {per_sec} {msg} tokens",
+        ),
+        AtomicU64::new(0),
+    );
     let summary = trajforge_tokenize::job::run(
-        &model,
-        &tools,
+        &p.model,
+        &p.tools,
         &files,
-        &args.out.join(sub),
+        &args.out.join(p.output),
         &args.out.join("dropped"),
-        &opts,
+        &p.job,
         &progress,
     )
     .with_context(|| format!("tokenize into {} failed", args.out.display()))?;
@@ -133,7 +135,7 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     keep_ingest_rejects(&args.out)?;
     let manifest = serde_json::json!({
         "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "tokenizer": model.source,
+        "tokenizer": p.model.source,
         "ingest_rejected": rejected,
         "tokenize": summary,
     });
@@ -156,7 +158,7 @@ pub fn run(args: Args, global: Global) -> Result<()> {
             summary.filtered.values().sum::<u64>(),
             summary.rejected,
             summary.seconds,
-            args.out.join(sub).display()
+            args.out.join(p.output).display()
         );
         if let Some(fill) = summary.packing_fill {
             eprintln!(

@@ -44,6 +44,18 @@ fn default_rows() -> usize {
     1024
 }
 
+impl Default for PackOptions {
+    fn default() -> PackOptions {
+        PackOptions {
+            pack_len: default_pack_len(),
+            lookahead: default_lookahead(),
+            max_open: default_max_open(),
+            seed: 0,
+            rows_per_shard: default_rows(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Pack {
     pub options: PackOptions,

@@ -80,6 +80,23 @@ fn default_rows() -> usize {
     10_000
 }
 
+impl Default for TokenizeOptions {
+    fn default() -> TokenizeOptions {
+        TokenizeOptions {
+            tokenizer: None,
+            max_tokens: None,
+            length_policy: default_policy(),
+            loss_on: default_turns(),
+            mask_failed_tool_calls: false,
+            error_prefixes: trajforge_schema::failure::default_error_prefixes(),
+            failure_phrases: trajforge_schema::failure::default_failure_phrases(),
+            tool_catalogues: Default::default(),
+            cache_bytes: default_cache(),
+            rows_per_shard: default_rows(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Tokenize {
     pub options: TokenizeOptions,
