@@ -50,7 +50,8 @@ fn parts(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn batches(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+/// Every batch of a folder's Parquet files, in file-name order.
+pub fn batches(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
     parts(dir)
         .into_iter()
         .flat_map(|p| {
@@ -133,4 +134,22 @@ pub fn dir_bytes(out: &Path, subs: &[&str]) -> Vec<(String, Vec<u8>)> {
         }
     }
     files
+}
+
+/// Writes a synthetic corpus (nvidia Parquet layout) of `count` rows to `path`.
+pub fn synth_corpus(
+    path: &Path,
+    kind: trajforge_synth::Kind,
+    count: u64,
+    seed: u64,
+    defect_rate: f64,
+) {
+    let opts = trajforge_synth::SynthOptions {
+        kind,
+        count,
+        seed,
+        defect_rate,
+        batch_rows: 64,
+    };
+    trajforge_synth::synth(&opts, path, &|_| {}).expect("synth");
 }

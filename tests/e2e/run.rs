@@ -242,14 +242,7 @@ fn catcher(defect: &str) -> Option<&'static str> {
 fn zero_pipeline_finds_the_planted_defects_and_only_them() {
     let tmp = tempfile::tempdir().expect("tmp");
     let corpus = tmp.path().join("zero.parquet");
-    let opts = trajforge_synth::SynthOptions {
-        kind: trajforge_synth::Kind::Zero,
-        count: 400,
-        seed: 11,
-        defect_rate: 0.4,
-        batch_rows: 64,
-    };
-    trajforge_synth::synth(&opts, &corpus, &|_| {}).expect("synth");
+    crate::common::synth_corpus(&corpus, trajforge_synth::Kind::Zero, 400, 11, 0.4);
     let truth = read_truth(&trajforge_synth::truth_path(&corpus));
     let out = tmp.path().join("out");
     let m = run_pipeline(
@@ -318,14 +311,7 @@ fn near_dedupe_matches_brute_force_jaccard() {
     use trajforge_ops::view::MessagesView;
     let tmp = tempfile::tempdir().expect("tmp");
     let corpus = tmp.path().join("zero.parquet");
-    let opts = trajforge_synth::SynthOptions {
-        kind: trajforge_synth::Kind::Zero,
-        count: 160,
-        seed: 5,
-        defect_rate: 0.5,
-        batch_rows: 64,
-    };
-    trajforge_synth::synth(&opts, &corpus, &|_| {}).expect("synth");
+    crate::common::synth_corpus(&corpus, trajforge_synth::Kind::Zero, 160, 5, 0.5);
     let yaml = tmp.path().join("p.yaml");
     std::fs::write(
         &yaml,
@@ -584,14 +570,7 @@ fn explain_prints_steps_and_plans_without_running() {
 fn memory_limit_spills_or_fails_clearly() {
     let tmp = tempfile::tempdir().expect("tmp");
     let corpus = tmp.path().join("zero.parquet");
-    let opts = trajforge_synth::SynthOptions {
-        kind: trajforge_synth::Kind::Zero,
-        count: 400,
-        seed: 5,
-        defect_rate: 0.3,
-        batch_rows: 64,
-    };
-    trajforge_synth::synth(&opts, &corpus, &|_| {}).expect("synth");
+    crate::common::synth_corpus(&corpus, trajforge_synth::Kind::Zero, 400, 5, 0.3);
     let quick = pipeline("quickstart.yaml");
     let input = corpus.display().to_string();
     let one_thread = ["--input", input.as_str(), "--threads", "1", "--set"];

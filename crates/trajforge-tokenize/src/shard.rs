@@ -428,4 +428,77 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0);
     }
+
+    /// Row `r` of list column `c` as i64s (ids, masks and positions alike).
+    fn list_at(b: &RecordBatch, c: &str, r: usize) -> Vec<i64> {
+        let l = b
+            .column_by_name(c)
+            .expect("column")
+            .as_list::<i32>()
+            .value(r);
+        let v = arrow::compute::cast(&l, &DataType::Int64).expect("cast");
+        v.as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Through the packer and the packed layout, every sample comes back whole, once, with
+        /// its own tokens and mask bits, positions restarting at its start, rows within
+        /// capacity.
+        #[test]
+        fn packing_conserves_every_token_and_mask_bit(
+            samples in proptest::collection::vec(
+                (1usize..300, proptest::collection::vec(proptest::bool::ANY, 1..300)),
+                1..80,
+            ),
+            pack_len in 300u32..1200,
+            lookahead in 1usize..40,
+        ) {
+            let docs: Vec<Doc> = samples
+                .iter()
+                .enumerate()
+                .map(|(i, (len, bits))| {
+                    let ids: Vec<u32> = (0..*len).map(|k| (i * 1000 + k) as u32).collect();
+                    let mask: Vec<u8> = (0..*len).map(|k| u8::from(bits[k % bits.len()])).collect();
+                    doc(&format!("t{i}"), &ids, &mask)
+                })
+                .collect();
+            let cfg = crate::pack::PackConfig { lookahead, max_open: 4, ..crate::pack::PackConfig::new(pack_len) };
+            let mut packer = crate::pack::Packer::new(cfg).expect("config");
+            let mut rows = Vec::new();
+            for d in docs.clone() {
+                let len = d.sample.total_tokens();
+                let key = d.trajectory_id.clone();
+                rows.extend(packer.push(len, key.as_bytes(), d).expect("fits"));
+            }
+            rows.extend(packer.finish());
+            let rows: Vec<Vec<Doc>> = rows.into_iter().map(|b| b.items).collect();
+            let b = packed_batch(&rows).expect("batch");
+            let mut seen = vec![false; docs.len()];
+            for r in 0..b.num_rows() {
+                let (ids, mask, pos) = (list_at(&b, "input_ids", r), list_at(&b, "loss_mask", r), list_at(&b, "position_ids", r));
+                let cu = list_at(&b, "cu_seqlens", r);
+                let tids = b.column_by_name("trajectory_ids").expect("ids").as_list::<i32>().value(r);
+                let tids = tids.as_string::<i32>();
+                proptest::prop_assert!(ids.len() <= pack_len as usize);
+                proptest::prop_assert_eq!(ids.len(), mask.len());
+                for (d, w) in cu.windows(2).enumerate() {
+                    let (a, z) = (w[0] as usize, w[1] as usize);
+                    let i: usize = tids.value(d)[1..].parse().expect("index");
+                    let want = &docs[i].sample;
+                    proptest::prop_assert!(!seen[i], "sample packed twice");
+                    seen[i] = true;
+                    let got_ids: Vec<u32> = ids[a..z].iter().map(|&t| t as u32).collect();
+                    let got_mask: Vec<u8> = mask[a..z].iter().map(|&m| m as u8).collect();
+                    proptest::prop_assert_eq!(&got_ids, &want.input_ids);
+                    proptest::prop_assert_eq!(&got_mask, &want.loss_mask);
+                    proptest::prop_assert!(pos[a..z].iter().enumerate().all(|(k, &p)| p == k as i64));
+                }
+            }
+            proptest::prop_assert!(seen.iter().all(|&s| s), "every sample packed");
+        }
+    }
 }
