@@ -44,7 +44,7 @@ impl ToolCatalogue {
         let mut by_scaffold = BTreeMap::new();
         by_scaffold.insert(
             "openhands".to_string(),
-            tool_list(OPENHANDS_TOOLS, "openhands.json")?,
+            tool_list(OPENHANDS_TOOLS, "openhands.json").map_err(TokenizeError::Internal)?,
         );
         Ok(ToolCatalogue { by_scaffold })
     }
@@ -52,8 +52,7 @@ impl ToolCatalogue {
     /// Adds or replaces the catalogue of `scaffold` from a JSON file (an array of tools).
     pub fn insert_file(&mut self, scaffold: &str, path: &Path) -> Result<(), TokenizeError> {
         let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-        let tools = tool_list(&text, &path.display().to_string())
-            .map_err(|e| TokenizeError::Config(e.to_string()))?;
+        let tools = tool_list(&text, &path.display().to_string()).map_err(TokenizeError::Config)?;
         self.by_scaffold.insert(scaffold.to_string(), tools);
         Ok(())
     }
@@ -65,21 +64,20 @@ impl ToolCatalogue {
         scaffold: Option<&str>,
     ) -> Result<Option<Vec<Json>>, TokenizeError> {
         if let Some(text) = tools_column.filter(|t| !t.trim().is_empty()) {
-            return tool_list(text, "the row's tools column").map(Some);
+            return tool_list(text, "the row's tools column")
+                .map(Some)
+                .map_err(TokenizeError::Data);
         }
         Ok(scaffold.and_then(|s| self.by_scaffold.get(s)).cloned())
     }
 }
 
-fn tool_list(text: &str, origin: &str) -> Result<Vec<Json>, TokenizeError> {
+/// A JSON array of tool schemas; the error says what is wrong (the caller says whose fault).
+fn tool_list(text: &str, origin: &str) -> Result<Vec<Json>, String> {
     match Json::parse(text) {
         Ok(Json::Array(items)) => Ok(items),
-        Ok(_) => Err(TokenizeError::Data(format!(
-            "{origin}: tools must be a JSON array"
-        ))),
-        Err(e) => Err(TokenizeError::Data(format!(
-            "{origin}: tools are not JSON: {e}"
-        ))),
+        Ok(_) => Err(format!("{origin}: tools must be a JSON array")),
+        Err(e) => Err(format!("{origin}: tools are not JSON: {e}")),
     }
 }
 
@@ -170,7 +168,7 @@ pub fn dropped_schema() -> SchemaRef {
     ]))
 }
 
-enum Result1 {
+enum RowOutcome {
     Kept(Doc),
     Dropped(String, &'static str, String),
 }
@@ -222,7 +220,7 @@ pub fn run(
         for rows in read_rows(file)? {
             let rows = rows?;
             s.rows_in += rows.len() as u64;
-            let results: Vec<Result1> = rows
+            let results: Vec<RowOutcome> = rows
                 .par_iter()
                 .map(|row| {
                     let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
@@ -234,8 +232,8 @@ pub fn run(
             let mut drop_rows = Vec::new();
             for r in results {
                 match r {
-                    Result1::Kept(d) => docs.push(d),
-                    Result1::Dropped(id, reason, detail) => drop_rows.push((id, reason, detail)),
+                    RowOutcome::Kept(d) => docs.push(d),
+                    RowOutcome::Dropped(id, reason, detail) => drop_rows.push((id, reason, detail)),
                 }
             }
             account(&mut s, &docs, &drop_rows);
@@ -313,18 +311,18 @@ fn one_row(
     row: &Row,
     opts: &SampleOptions,
     cache: &mut SegmentCache,
-) -> Result1 {
+) -> RowOutcome {
     let outcome = tools
         .tools_for(row.tools.as_deref(), row.scaffold.as_deref())
         .and_then(|t| tokenize(model, &row.messages, t.as_deref(), opts, cache));
     let id = row.trajectory_id.clone();
     match outcome {
-        Ok(Outcome::Kept(sample)) => Result1::Kept(Doc {
+        Ok(Outcome::Kept(sample)) => RowOutcome::Kept(Doc {
             trajectory_id: id,
             sample,
         }),
-        Ok(Outcome::Filtered(reason, detail)) => Result1::Dropped(id, reason, detail),
-        Err(e) => Result1::Dropped(id, REJECTED, e.to_string()),
+        Ok(Outcome::Filtered(reason, detail)) => RowOutcome::Dropped(id, reason, detail),
+        Err(e) => RowOutcome::Dropped(id, REJECTED, e.to_string()),
     }
 }
 
