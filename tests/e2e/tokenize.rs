@@ -402,3 +402,32 @@ fn packed_shards_conserve_samples_and_do_not_depend_on_threads() {
         "the end-of-turn token is supervised"
     );
 }
+
+/// A wrong tokenizer folder is a configuration error raised before any stage runs.
+#[test]
+fn a_missing_tokenizer_fails_before_the_filters_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let quick = root()
+        .join("pipelines/quickstart.yaml")
+        .display()
+        .to_string();
+    let missing = tmp.path().join("no-such-tokenizer");
+    let set = format!("steps.tokenize.tokenizer={}", missing.display());
+    let o = crate::common::trajforge(&[
+        "run",
+        &quick,
+        "--out",
+        out.to_str().expect("utf8"),
+        "--quiet",
+        "--set",
+        &set,
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no tokenizer.json"), "{err}");
+    assert!(
+        !out.join("kept").exists(),
+        "nothing was filtered or written"
+    );
+}

@@ -324,6 +324,16 @@ async fn run_async(
         .cloned()
         .collect();
     let inputs_signature = signature(&all);
+    // Tokenizer and tool catalogues load before any stage runs: a wrong path is a config error
+    // now, not after the filters have run over the whole corpus.
+    let tokenize = match &pipeline.tokenize {
+        Some(t) => Some(tokenize_stage::prepare(
+            t,
+            pipeline.pack.as_ref(),
+            &pipeline.base_dir,
+        )?),
+        None => None,
+    };
     let resumed_state = if opts.resume { load_state(&work) } else { None };
     let mut state = match resumed_state {
         Some(s) if s.config_hash != pipeline.config_hash => {
@@ -412,7 +422,10 @@ async fn run_async(
         .written
         .clone()
         .ok_or_else(|| PipelineError::Internal("write checkpoint has no parts".into()))?;
-    if pipeline.tokenize.is_some() && !state.done.iter().any(|d| d == "tokenize") {
+    if let Some(prepared) = tokenize
+        .as_ref()
+        .filter(|_| !state.done.iter().any(|d| d == "tokenize"))
+    {
         let t = Instant::now();
         let kept: Vec<PathBuf> = written
             .kept
@@ -421,7 +434,7 @@ async fn run_async(
             .collect();
         let rows = written.kept.iter().map(|p| p.rows).sum();
         state.tokenize = Some(tokenize_stage::run(
-            pipeline,
+            prepared,
             &kept,
             rows,
             &work.join("tokenize"),

@@ -17,7 +17,6 @@ use trajforge_tokenize::sample::{LengthPolicy, SampleOptions, Turns};
 
 use crate::PipelineError;
 use crate::run::RunProgress;
-use crate::spec::Pipeline;
 
 /// The folders the stage writes (in the work folder, then moved under OUT by `publish`).
 pub const OUTPUT_DIRS: [&str; 3] = ["shards", "tokenized", "tokenize_dropped"];
@@ -117,18 +116,12 @@ pub fn prepare(
 
 /// Tokenizes (and packs) `kept` (the kept parts, in order) into `stage_dir`.
 pub fn run(
-    pipeline: &Pipeline,
+    p: &Prepared,
     kept: &[PathBuf],
     kept_rows: u64,
     stage_dir: &Path,
     progress: &dyn RunProgress,
 ) -> Result<TokenizeSummary, PipelineError> {
-    let Some(t) = &pipeline.tokenize else {
-        return Err(PipelineError::Internal(
-            "tokenize stage without a tokenize step".into(),
-        ));
-    };
-    let p = prepare(t, pipeline.pack.as_ref(), &pipeline.base_dir)?;
     for d in OUTPUT_DIRS {
         let dir = stage_dir.join(d);
         if dir.exists() {
