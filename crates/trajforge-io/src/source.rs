@@ -270,6 +270,31 @@ pub enum ParquetKind {
     Other,
 }
 
+/// Input files sorted into canonical Parquet, raw inputs (for `ingest`) and skipped files.
+#[derive(Debug, Clone, Default)]
+pub struct ClassifiedInputs {
+    /// Canonical Parquet files and their row counts (from the footer read to classify them).
+    pub canonical: Vec<(PathBuf, u64)>,
+    pub raw: Vec<PathBuf>,
+    /// Files left out, with why (rejects tables written by trajforge).
+    pub skipped: Vec<String>,
+}
+
+/// Expands `inputs` (files, folders, globs) and sorts the files by [`parquet_kind`].
+pub fn classify_inputs(inputs: &[String]) -> Result<ClassifiedInputs, IoError> {
+    let mut out = ClassifiedInputs::default();
+    for f in expand_inputs(inputs)? {
+        match parquet_kind(&f) {
+            ParquetKind::Canonical(rows) => out.canonical.push((f, rows)),
+            ParquetKind::Rejects => out
+                .skipped
+                .push(format!("{} (a rejects table)", f.display())),
+            ParquetKind::Other => out.raw.push(f),
+        }
+    }
+    Ok(out)
+}
+
 /// Reads the footer of `path` (a `.parquet` file) to tell canonical trajectories and rejects
 /// tables from raw inputs; anything else, or a non-Parquet name, is [`ParquetKind::Other`].
 pub fn parquet_kind(path: &Path) -> ParquetKind {

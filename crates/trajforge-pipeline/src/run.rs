@@ -21,7 +21,7 @@ use futures::StreamExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use trajforge_io::manifest::InputFile;
-use trajforge_io::source::ParquetKind;
+use trajforge_io::source::ClassifiedInputs;
 use trajforge_io::writer::{ParquetFile, PartInfo, PartOptions, PartWriter, write_atomic};
 use trajforge_io::{IngestOptions, Progress};
 use xxhash_rust::xxh3::xxh3_128;
@@ -193,36 +193,13 @@ fn pause_point(work: &Path, point: &str) {
     }
 }
 
-/// Input files sorted into canonical Parquet, raw inputs and skipped files.
-struct Inputs {
-    /// Canonical Parquet files and their row counts (from the footer read to classify them).
-    canonical: Vec<(PathBuf, u64)>,
-    raw: Vec<PathBuf>,
-    skipped: Vec<String>,
-}
-
-fn classify_inputs(inputs: &[String]) -> Result<Inputs, PipelineError> {
+fn classify_inputs(inputs: &[String]) -> Result<ClassifiedInputs, PipelineError> {
     if inputs.is_empty() {
         return Err(PipelineError::Config(
             "no input: give `input:` in the pipeline or --input PATH".into(),
         ));
     }
-    let files = trajforge_io::source::expand_inputs(inputs)?;
-    let mut out = Inputs {
-        canonical: Vec::new(),
-        raw: Vec::new(),
-        skipped: Vec::new(),
-    };
-    for f in files {
-        match trajforge_io::source::parquet_kind(&f) {
-            ParquetKind::Canonical(rows) => out.canonical.push((f, rows)),
-            ParquetKind::Rejects => out
-                .skipped
-                .push(format!("{} (a rejects table)", f.display())),
-            ParquetKind::Other => out.raw.push(f),
-        }
-    }
-    Ok(out)
+    Ok(trajforge_io::source::classify_inputs(inputs)?)
 }
 
 fn signature(files: &[PathBuf]) -> String {
@@ -505,7 +482,7 @@ async fn run_async(
 }
 
 /// Ingests raw inputs; fingerprints canonical ones.
-fn ingest_stage(cx: &Ctx, inputs: &Inputs) -> Result<IngestResult, PipelineError> {
+fn ingest_stage(cx: &Ctx, inputs: &ClassifiedInputs) -> Result<IngestResult, PipelineError> {
     let dir = cx.work.join("ingest");
     remove_dir(&dir)?;
     let mut files = Vec::new();

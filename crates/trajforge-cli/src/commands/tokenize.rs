@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
-use trajforge_io::source::{ParquetKind, expand_inputs, parquet_kind};
+use trajforge_io::source::classify_inputs;
 use trajforge_io::{IngestOptions, ingest};
 use trajforge_ops::operators::tokenize::{LengthPolicyName, LossTurns};
 use trajforge_ops::{PackOptions, TokenizeOptions};
@@ -191,19 +191,10 @@ fn keep_ingest_rejects(out: &std::path::Path) -> Result<()> {
 
 /// Canonical Parquet inputs as they are; the others ingested into DIR/.ingest first.
 fn canonical_inputs(args: &Args, global: Global) -> Result<(Vec<PathBuf>, u64, u64)> {
-    let mut files = Vec::new();
-    let mut raw = Vec::new();
-    let mut rows = 0;
-    for f in expand_inputs(&args.inputs)? {
-        match parquet_kind(&f) {
-            ParquetKind::Canonical(n) => {
-                rows += n;
-                files.push(f);
-            }
-            ParquetKind::Rejects => {}
-            ParquetKind::Other => raw.push(f.display().to_string()),
-        }
-    }
+    let inputs = classify_inputs(&args.inputs)?;
+    let mut rows: u64 = inputs.canonical.iter().map(|(_, n)| n).sum();
+    let mut files: Vec<PathBuf> = inputs.canonical.into_iter().map(|(p, _)| p).collect();
+    let raw: Vec<String> = inputs.raw.iter().map(|p| p.display().to_string()).collect();
     let mut rejected = 0;
     if !raw.is_empty() {
         let dir = args.out.join(".ingest");
