@@ -60,7 +60,8 @@ fn python_with_transformers() -> bool {
 }
 
 /// The acceptance test of the tokenizer: our ids equal `apply_chat_template(messages,
-/// tools=tools)` of transformers, row for row. Skipped (loudly) without Python transformers,
+/// tools=tools)` of transformers, row for row, and our loss masks equal the `assistant_masks`
+/// transformers derives from the same template with `{% generation %}` markers. Skipped (loudly) without Python transformers,
 /// unless TRAJFORGE_REQUIRE_PARITY is set, as in CI.
 #[test]
 fn token_ids_equal_transformers_apply_chat_template() {
@@ -82,6 +83,7 @@ fn token_ids_equal_transformers_apply_chat_template() {
     let mut cache = SegmentCache::default();
     let mut lines = String::new();
     let (mut compared, mut rejected, mut real) = (0, 0, 0);
+    let mut supervised = 0u64;
     for (k, t) in rows.iter().enumerate() {
         let row_tools = tools
             .tools_for(t.tools.as_deref(), t.scaffold.as_deref())
@@ -114,7 +116,12 @@ fn token_ids_equal_transformers_apply_chat_template() {
                 "ids".into(),
                 Json::Array(s.input_ids.iter().map(|&i| Json::Int(i as i64)).collect()),
             ),
+            (
+                "mask".into(),
+                Json::Array(s.loss_mask.iter().map(|&b| Json::Int(b as i64)).collect()),
+            ),
         ]);
+        supervised += u64::from(s.supervised_tokens);
         lines.push_str(&pyjson::dumps(&row));
         lines.push('\n');
     }
@@ -124,6 +131,7 @@ fn token_ids_equal_transformers_apply_chat_template() {
         .arg(root().join("tests/parity/transformers_parity.py"))
         .arg(qwen_folder(tmp.path()))
         .arg(&jsonl)
+        .arg(root().join("tests/parity/qwen2_5_generation_marked.jinja"))
         .output()
         .expect("python runs");
     let report = String::from_utf8_lossy(&out.stdout);
@@ -133,14 +141,18 @@ fn token_ids_equal_transformers_apply_chat_template() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!(
-        "parity with transformers: {compared} rows identical ({real} from published/constructed samples), {rejected} not tokenizable"
+        "parity with transformers: {compared} rows with identical ids and loss masks \
+         ({supervised} supervised tokens; {real} rows from published/constructed samples), \
+         {rejected} not tokenizable"
     );
     assert!(compared >= 300, "{compared} rows compared");
     // Every sample and every synthetic row renders: none is left out of the comparison.
     assert_eq!(real, n_samples, "{real} of {n_samples} samples compared");
     assert_eq!(rejected, 0, "rows that could not be tokenized");
     assert!(
-        report.contains(&format!("\"rows\": {compared}")),
+        report.contains(&format!(
+            "\"rows\": {compared}, \"masked_tokens\": {supervised}"
+        )),
         "{report}"
     );
 }

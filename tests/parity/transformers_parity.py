@@ -1,11 +1,15 @@
 """Token-exact parity of trajforge with Hugging Face transformers.
 
-Usage: python3 transformers_parity.py TOKENIZER_DIR ROWS.jsonl
+Usage: python3 transformers_parity.py TOKENIZER_DIR ROWS.jsonl MARKED_TEMPLATE
 
-Each line of ROWS.jsonl is {"id", "messages", "tools", "ids"}: the conversation as OpenAI
-messages (tool-call arguments as objects), the tools passed as `tools=` (or null) and the ids
-trajforge produced. Prints one JSON line {"rows", "mismatches": [...]} and exits 1 on any
-mismatch.
+Each line of ROWS.jsonl is {"id", "messages", "tools", "ids", "mask"}: the conversation as OpenAI
+messages (tool-call arguments as objects), the tools passed as `tools=` (or null), and the ids and
+loss mask trajforge produced. The ids are compared with `apply_chat_template(messages,
+tools=tools)` using the tokenizer's own template; the mask with the `assistant_masks` that
+`return_assistant_tokens_mask=True` derives from MARKED_TEMPLATE, the same template with
+`{% generation %}` markers around the assistant turns (its ids must match too, which shows it
+renders the same text). Prints one JSON line {"rows", "masked_tokens", "mismatches": [...]} and
+exits 1 on any mismatch.
 """
 import json
 import sys
@@ -22,7 +26,9 @@ def first_difference(a, b):
 
 def main():
     tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
-    rows, mismatches = 0, []
+    with open(sys.argv[3], encoding="utf-8") as f:
+        marked = f.read()
+    rows, masked_tokens, mismatches = 0, 0, []
     with open(sys.argv[2], encoding="utf-8") as lines:
         for line in lines:
             row = json.loads(line)
@@ -36,7 +42,24 @@ def main():
                     "ours": tokenizer.decode(ours[max(0, at - 5):at + 5]),
                     "theirs": tokenizer.decode(list(theirs)[max(0, at - 5):at + 5]),
                 })
-    print(json.dumps({"rows": rows, "mismatches": mismatches}))
+                continue
+            reference = tokenizer.apply_chat_template(
+                row["messages"], tools=row["tools"], chat_template=marked, tokenize=True,
+                return_dict=True, return_assistant_tokens_mask=True)
+            if list(reference["input_ids"]) != ours:
+                mismatches.append({"id": row["id"], "what": "marked template renders other ids"})
+                continue
+            mask = list(reference["assistant_masks"])
+            masked_tokens += sum(mask)
+            if mask != row["mask"]:
+                at = first_difference(row["mask"], mask)
+                mismatches.append({
+                    "id": row["id"], "what": "loss mask", "at": at,
+                    "ours_mask": row["mask"][max(0, at - 5):at + 5],
+                    "theirs_mask": mask[max(0, at - 5):at + 5],
+                    "text": tokenizer.decode(ours[max(0, at - 5):at + 5]),
+                })
+    print(json.dumps({"rows": rows, "masked_tokens": masked_tokens, "mismatches": mismatches}))
     sys.exit(1 if mismatches else 0)
 
 
