@@ -413,6 +413,39 @@ fn packed_shards_conserve_samples_and_do_not_depend_on_threads() {
         text.contains("<|im_end|>⟧"),
         "the end-of-turn token is supervised"
     );
+    notebook_loads_rows(&out.join("shards"), &packed);
+}
+
+/// `notebooks/load_packed_shard.py` turns every row of the first shard into torch tensors
+/// (its own asserts check cu_seqlens and position restarts) and counts what the row says.
+/// Skipped, loudly, without python3 + torch + pyarrow.
+fn notebook_loads_rows(shards: &Path, packed: &[serde_json::Map<String, serde_json::Value>]) {
+    let probe = Command::new("python3")
+        .args(["-c", "import torch, pyarrow"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!(
+            "SKIPPED notebooks/load_packed_shard.py: python3 with torch and pyarrow not found \
+             (pip install torch pyarrow)"
+        );
+        return;
+    }
+    let shard = shards.join("shard-00000.parquet");
+    // rows_per_shard=4: the first shard holds the first four packed rows.
+    for (k, row) in packed.iter().take(4).enumerate() {
+        let o = Command::new("python3")
+            .arg(root().join("notebooks/load_packed_shard.py"))
+            .arg(&shard)
+            .arg(k.to_string())
+            .output()
+            .expect("python runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let want = format!(
+            "{} tokens, {} documents, {} supervised",
+            row["num_tokens"], row["num_samples"], row["num_supervised"]
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), want, "row {k}");
+    }
 }
 
 /// A wrong tokenizer folder is a configuration error raised before any stage runs.

@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(args, global),
         Command::Synth(args) => commands::synth::run(args, global),
         Command::Run(args) => commands::run::run(args, global, threads),
-        Command::Tokenize(args) => commands::tokenize::run(args, global),
+        Command::Tokenize(args) => commands::tokenize::run(args, global, threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

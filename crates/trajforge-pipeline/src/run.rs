@@ -410,13 +410,17 @@ async fn run_async(
             .map(|p| work.join("write").join(&p.path))
             .collect();
         let rows = written.kept.iter().map(|p| p.rows).sum();
-        state.tokenize = Some(tokenize_stage::run(
-            prepared,
-            &kept,
-            rows,
-            &work.join("tokenize"),
-            progress,
-        )?);
+        state.tokenize = Some(
+            tokenize_stage::run(
+                &ctx,
+                prepared,
+                &kept,
+                rows,
+                &work.join("tokenize"),
+                progress,
+            )
+            .await?,
+        );
         state.timings.tokenize_seconds = t.elapsed().as_secs_f64();
         state.done.push("tokenize".into());
         save_state(&work, &state)?;

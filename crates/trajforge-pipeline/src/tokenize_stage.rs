@@ -4,10 +4,14 @@
 //! results to `OUT/shards/` (or `OUT/tokenized/`) and `OUT/tokenize_dropped/`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::prelude::{SessionConfig, SessionContext};
 
 use trajforge_ops::operators::tokenize::{LengthPolicyName, LossTurns};
 use trajforge_ops::{PackOptions, TokenizeOptions};
 use trajforge_schema::FailureRule;
+use trajforge_tokenize::TokenizeError;
 use trajforge_tokenize::job::{
     self, JobOptions, JobProgress, Layout, TokenizeSummary, ToolCatalogue,
 };
@@ -16,17 +20,27 @@ use trajforge_tokenize::pack::PackConfig;
 use trajforge_tokenize::sample::{LengthPolicy, SampleOptions, Turns};
 
 use crate::PipelineError;
+use crate::engine::write_session;
 use crate::run::RunProgress;
+use crate::source::{TrajectorySource, WRITE_BATCH_ROWS};
 
 /// The folders the stage writes (in the work folder, then moved under OUT by `publish`).
 pub const OUTPUT_DIRS: [&str; 3] = ["shards", "tokenized", "tokenize_dropped"];
 
-fn config(e: trajforge_tokenize::TokenizeError) -> PipelineError {
+fn config(e: TokenizeError) -> PipelineError {
     match e {
-        trajforge_tokenize::TokenizeError::Config(m) => {
-            PipelineError::Config(format!("tokenize: {m}"))
-        }
+        TokenizeError::Config(m) => PipelineError::Config(format!("tokenize: {m}")),
         other => PipelineError::Internal(format!("tokenize: {other}")),
+    }
+}
+
+/// A failed run: bad data and I/O keep their blame; anything else is ours.
+fn failed(e: TokenizeError) -> PipelineError {
+    match e {
+        TokenizeError::Config(m) => PipelineError::Config(format!("tokenize: {m}")),
+        TokenizeError::Data(m) => PipelineError::Data(format!("tokenize: {m}")),
+        TokenizeError::Io { path, source } => PipelineError::io(path, source),
+        TokenizeError::Internal(m) => PipelineError::Internal(format!("tokenize: {m}")),
     }
 }
 
@@ -70,8 +84,8 @@ impl JobProgress for Advance<'_> {
 /// What a tokenize run needs, resolved from the step options (the pipeline's `tokenize` and
 /// `pack` steps, or the `trajforge tokenize` flags expressed as the same options).
 pub struct Prepared {
-    pub model: Model,
-    pub tools: ToolCatalogue,
+    pub model: Arc<Model>,
+    pub tools: Arc<ToolCatalogue>,
     pub job: JobOptions,
     /// `shards` (packed) or `tokenized`.
     pub output: &'static str,
@@ -107,15 +121,17 @@ pub fn prepare(
         metadata,
     };
     Ok(Prepared {
-        model,
-        tools,
+        model: Arc::new(model),
+        tools: Arc::new(tools),
         job,
         output,
     })
 }
 
-/// Tokenizes (and packs) `kept` (the kept parts, in order) into `stage_dir`.
-pub fn run(
+/// Tokenizes (and packs) `kept` (the kept parts, in order) into `stage_dir`, in `ctx`'s
+/// runtime with the write stage's small batches.
+pub async fn run(
+    ctx: &SessionContext,
     p: &Prepared,
     kept: &[PathBuf],
     kept_rows: u64,
@@ -130,16 +146,54 @@ pub fn run(
     }
     progress.stage("tokenize", kept_rows, 0);
     let advance = Advance(progress, Default::default());
-    let summary = job::run(
-        &p.model,
-        &p.tools,
+    let summary = run_files(
+        &write_session(ctx),
+        p,
         kept,
         &stage_dir.join(p.output),
         &stage_dir.join("tokenize_dropped"),
-        &p.job,
         &advance,
     )
-    .map_err(|e| PipelineError::Internal(format!("tokenize: {e}")))?;
+    .await?;
     progress.stage_done();
     Ok(summary)
+}
+
+/// Tokenizes (and packs) canonical Parquet `files` in `ctx`: shards (or tokenized parts) to
+/// `out`, the dropped table to `dropped`. DataFusion scans the files with `_row` ordinals
+/// (the same scan as the pipeline's), one partition per thread.
+pub async fn run_files(
+    ctx: &SessionContext,
+    p: &Prepared,
+    files: &[PathBuf],
+    out: &Path,
+    dropped: &Path,
+    progress: &dyn JobProgress,
+) -> Result<TokenizeSummary, PipelineError> {
+    let source = TrajectorySource::open(files)?;
+    let input = ctx.read_table(Arc::new(source))?;
+    job::run(input, &p.model, &p.tools, out, dropped, &p.job, progress)
+        .await
+        .map_err(failed)
+}
+
+/// [`run_files`] for callers outside an async runtime (`trajforge tokenize`): a session of
+/// `threads` partitions and write-stage batches.
+pub fn run_files_blocking(
+    p: &Prepared,
+    files: &[PathBuf],
+    out: &Path,
+    dropped: &Path,
+    threads: usize,
+    progress: &dyn JobProgress,
+) -> Result<TokenizeSummary, PipelineError> {
+    let config = SessionConfig::new()
+        .with_target_partitions(threads.max(1))
+        .with_batch_size(WRITE_BATCH_ROWS);
+    let ctx = SessionContext::new_with_config(config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .build()
+        .map_err(|e| PipelineError::Internal(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(run_files(&ctx, p, files, out, dropped, progress))
 }

@@ -1,32 +1,33 @@
-//! A tokenize run over canonical Parquet files: rows are read in order in small batches,
-//! rendered and tokenized in parallel (rayon, one segment cache per worker), then either written
-//! unpacked (one row per trajectory) or packed into training shards, in input order so the
-//! output bytes do not depend on the thread count. Every input row ends as a sample or in the
-//! `dropped` table with its reason.
+//! A tokenize run over canonical Parquet files: DataFusion scans them in order in small batches
+//! and evaluates the `tokenize` UDF (render, tokenize and mask, rows of a batch in parallel),
+//! then the samples are either written unpacked (one row per trajectory) or packed into
+//! training shards, in input order so the output bytes do not depend on the thread count.
+//! Every input row ends as a sample or in the `dropped` table with its reason.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{RecordBatch, StringBuilder};
+use arrow::array::{AsArray, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use rayon::prelude::*;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::col;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use trajforge_io::writer::{PartOptions, PartWriter};
-use trajforge_schema::Message;
 
 use crate::TokenizeError;
-use crate::model::{Model, SegmentCache};
+use crate::model::Model;
 use crate::pack::{PackConfig, Packer, fill};
 use crate::pyjson::Json;
-use crate::sample::{Outcome, SampleOptions, tokenize};
+use crate::sample::SampleOptions;
 use crate::shard::{
     Doc, ShardInfo, ShardWriter, io, packed_batch, packed_schema, tokenized_batch, tokenized_schema,
 };
+use crate::udf::{ARGUMENTS, TokenizeFn, outcome_at};
 
 /// The OpenHands tool catalogue (`schemas/tools/openhands.json`).
 pub const OPENHANDS_TOOLS: &str = include_str!("../../../schemas/tools/openhands.json");
@@ -148,17 +149,6 @@ pub trait JobProgress: Sync {
 pub struct NoProgress;
 impl JobProgress for NoProgress {}
 
-/// The columns a row needs.
-#[derive(Debug, Deserialize)]
-struct Row {
-    trajectory_id: String,
-    scaffold: Option<String>,
-    messages: Vec<Message>,
-    tools: Option<String>,
-}
-
-const COLUMNS: [&str; 4] = ["trajectory_id", "scaffold", "messages", "tools"];
-
 /// Why rows were dropped: `trajectory_id`, `reason`, `detail`.
 pub fn dropped_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -168,26 +158,33 @@ pub fn dropped_schema() -> SchemaRef {
     ]))
 }
 
-enum RowOutcome {
-    Kept(Doc),
-    Dropped(String, &'static str, String),
-}
+/// A dropped row: id, reason, detail.
+type Dropped = (String, String, String);
 
-/// Runs over `files` (canonical Parquet, in order): shards go to `shard_dir`, the dropped
-/// table to `dropped_dir`.
-pub fn run(
-    model: &Model,
-    tools: &ToolCatalogue,
-    files: &[PathBuf],
+/// The column giving the input's order: rows are processed by ascending `_row`.
+pub const ORDER: &str = "_row";
+
+/// Runs over `input` (canonical rows with [`ORDER`], `trajectory_id`, `messages`, `tools` and
+/// `scaffold`): DataFusion evaluates the [`crate::udf`] `tokenize` function on each partition's
+/// batches and merges the partitions back into `_row` order; the samples are written unpacked
+/// or fed to the packer in that order, so the bytes do not depend on the thread count. Shards
+/// go to `shard_dir`, the dropped table to `dropped_dir`.
+pub async fn run(
+    input: DataFrame,
+    model: &Arc<Model>,
+    tools: &Arc<ToolCatalogue>,
     shard_dir: &Path,
     dropped_dir: &Path,
     opts: &JobOptions,
     progress: &dyn JobProgress,
 ) -> Result<TokenizeSummary, TokenizeError> {
     let started = Instant::now();
-    let caches: Vec<Mutex<SegmentCache>> = (0..rayon::current_num_threads().max(1))
-        .map(|_| Mutex::new(SegmentCache::new(opts.cache_bytes)))
-        .collect();
+    let f = TokenizeFn::new(
+        Arc::clone(model),
+        Arc::clone(tools),
+        opts.sample.clone(),
+        opts.cache_bytes,
+    );
     let (stem, schema) = match opts.layout {
         Layout::Unpacked => ("part", tokenized_schema()),
         Layout::Packed(_) => ("shard", packed_schema()),
@@ -199,61 +196,34 @@ pub fn run(
         opts.rows_per_shard,
         opts.metadata.clone(),
     )?;
-    let (parent, name) = match (dropped_dir.parent(), dropped_dir.file_name()) {
-        (Some(p), Some(n)) => (p, n.to_string_lossy().into_owned()),
-        _ => {
-            return Err(TokenizeError::Config(format!(
-                "{}: not a folder path",
-                dropped_dir.display()
-            )));
-        }
-    };
-    let mut dropped = PartWriter::create(parent, &name, dropped_schema(), PartOptions::default())
-        .map_err(|e| TokenizeError::Internal(e.to_string()))?;
+    let mut dropped = dropped_writer(dropped_dir)?;
     let mut packer = match opts.layout {
         Layout::Packed(cfg) => Some(Packer::new(cfg)?),
         Layout::Unpacked => None,
     };
     let mut s = TokenizeSummary::default();
     let mut over_half = 0u64;
-    for file in files {
-        for rows in read_rows(file)? {
-            let rows = rows?;
-            s.rows_in += rows.len() as u64;
-            let results: Vec<RowOutcome> = rows
-                .par_iter()
-                .map(|row| {
-                    let slot = rayon::current_thread_index().unwrap_or(0) % caches.len();
-                    let mut cache = caches[slot].lock().unwrap_or_else(|p| p.into_inner());
-                    one_row(model, tools, row, &opts.sample, &mut cache)
-                })
-                .collect();
-            let mut docs = Vec::new();
-            let mut drop_rows = Vec::new();
-            for r in results {
-                match r {
-                    RowOutcome::Kept(d) => docs.push(d),
-                    RowOutcome::Dropped(id, reason, detail) => drop_rows.push((id, reason, detail)),
-                }
-            }
-            account(&mut s, &docs, &drop_rows);
-            progress.rows_done(
-                rows.len() as u64,
-                docs.iter().map(|d| d.sample.total_tokens() as u64).sum(),
-            );
-            dropped
-                .write(&dropped_batch(&drop_rows)?)
-                .map_err(|e| TokenizeError::Internal(e.to_string()))?;
-            match packer.as_mut() {
-                None => shards.write(&tokenized_batch(&docs)?)?,
-                Some(p) => {
-                    for d in docs {
-                        let len = d.sample.total_tokens();
-                        over_half += u64::from(2 * len as u64 > p.pack_len() as u64);
-                        let key = d.trajectory_id.clone();
-                        let bins = p.push(len, key.as_bytes(), d)?;
-                        write_bins(&mut shards, bins, &mut s)?;
-                    }
+    let mut batches = tokenized_stream(input, &f).await?;
+    while let Some(batch) = batches.next().await {
+        let (docs, drop_rows) = split_batch(&batch.map_err(scan_error)?)?;
+        s.rows_in += (docs.len() + drop_rows.len()) as u64;
+        account(&mut s, &docs, &drop_rows);
+        progress.rows_done(
+            (docs.len() + drop_rows.len()) as u64,
+            docs.iter().map(|d| d.sample.total_tokens() as u64).sum(),
+        );
+        dropped
+            .write(&dropped_batch(&drop_rows)?)
+            .map_err(|e| TokenizeError::Internal(e.to_string()))?;
+        match packer.as_mut() {
+            None => shards.write(&tokenized_batch(&docs)?)?,
+            Some(p) => {
+                for d in docs {
+                    let len = d.sample.total_tokens();
+                    over_half += u64::from(2 * len as u64 > p.pack_len() as u64);
+                    let key = d.trajectory_id.clone();
+                    let bins = p.push(len, key.as_bytes(), d)?;
+                    write_bins(&mut shards, bins, &mut s)?;
                 }
             }
         }
@@ -265,11 +235,7 @@ pub fn run(
         .finish()
         .map_err(|e| TokenizeError::Internal(e.to_string()))?;
     s.shards = shards.finish()?;
-    for c in &caches {
-        let c = c.lock().unwrap_or_else(|p| p.into_inner());
-        s.cache_hits += c.hits;
-        s.cache_lookups += c.hits + c.misses;
-    }
+    (s.cache_hits, s.cache_lookups) = f.cache_stats();
     if let Layout::Packed(cfg) = opts.layout {
         s.pack_len = Some(cfg.pack_len);
         s.packing_fill = Some(fill(s.packed_rows as usize, s.tokens, cfg.pack_len));
@@ -286,7 +252,66 @@ pub fn run(
     Ok(s)
 }
 
-fn account(s: &mut TokenizeSummary, docs: &[Doc], dropped: &[(String, &'static str, String)]) {
+/// `trajectory_id` and `tokenize(messages, tools, scaffold)` of every input row, in order.
+async fn tokenized_stream(
+    input: DataFrame,
+    f: &Arc<TokenizeFn>,
+) -> Result<SendableRecordBatchStream, TokenizeError> {
+    let args = ARGUMENTS.iter().map(|c| col(*c)).collect();
+    // Each partition keeps its `_row` order through the projection, so the sort is a merge.
+    let df = input
+        .select(vec![
+            col(ORDER),
+            col("trajectory_id"),
+            f.udf().call(args).alias("t"),
+        ])
+        .and_then(|df| df.sort(vec![col(ORDER).sort(true, false)]))
+        .and_then(|df| df.select(vec![col("trajectory_id"), col("t")]))
+        .map_err(scan_error)?;
+    df.execute_stream().await.map_err(scan_error)
+}
+
+fn scan_error(e: DataFusionError) -> TokenizeError {
+    TokenizeError::Data(format!(
+        "tokenizing the canonical rows failed (trajectory_id, messages, tools and scaffold \
+         columns are expected): {e}"
+    ))
+}
+
+/// The samples and the dropped rows of one tokenized batch, in row order.
+fn split_batch(batch: &RecordBatch) -> Result<(Vec<Doc>, Vec<Dropped>), TokenizeError> {
+    let bad = || TokenizeError::Internal("tokenized batch has an unexpected layout".into());
+    let ids = batch.column(0).as_string_opt::<i32>().ok_or_else(bad)?;
+    let t = batch.column(1).as_struct_opt().ok_or_else(bad)?;
+    let (mut docs, mut dropped) = (Vec::new(), Vec::new());
+    for i in 0..batch.num_rows() {
+        let trajectory_id = ids.value(i).to_string();
+        match outcome_at(t, i) {
+            Ok(sample) => docs.push(Doc {
+                trajectory_id,
+                sample,
+            }),
+            Err((reason, detail)) => dropped.push((trajectory_id, reason, detail)),
+        }
+    }
+    Ok((docs, dropped))
+}
+
+fn dropped_writer(dropped_dir: &Path) -> Result<PartWriter, TokenizeError> {
+    let (parent, name) = match (dropped_dir.parent(), dropped_dir.file_name()) {
+        (Some(p), Some(n)) => (p, n.to_string_lossy().into_owned()),
+        _ => {
+            return Err(TokenizeError::Config(format!(
+                "{}: not a folder path",
+                dropped_dir.display()
+            )));
+        }
+    };
+    PartWriter::create(parent, &name, dropped_schema(), PartOptions::default())
+        .map_err(|e| TokenizeError::Internal(e.to_string()))
+}
+
+fn account(s: &mut TokenizeSummary, docs: &[Doc], dropped: &[Dropped]) {
     for d in docs {
         s.samples += 1;
         s.truncated += u64::from(d.sample.dropped_exchanges > 0);
@@ -294,37 +319,16 @@ fn account(s: &mut TokenizeSummary, docs: &[Doc], dropped: &[(String, &'static s
         s.supervised_tokens += d.sample.supervised_tokens as u64;
     }
     for (_, reason, _) in dropped {
-        if *reason == REJECTED {
+        if reason == REJECTED {
             s.rejected += 1;
         } else {
-            *s.filtered.entry(reason.to_string()).or_default() += 1;
+            *s.filtered.entry(reason.clone()).or_default() += 1;
         }
     }
 }
 
 /// The reason recorded for rows that cannot be rendered.
 pub const REJECTED: &str = "invalid_row";
-
-fn one_row(
-    model: &Model,
-    tools: &ToolCatalogue,
-    row: &Row,
-    opts: &SampleOptions,
-    cache: &mut SegmentCache,
-) -> RowOutcome {
-    let outcome = tools
-        .tools_for(row.tools.as_deref(), row.scaffold.as_deref())
-        .and_then(|t| tokenize(model, &row.messages, t.as_deref(), opts, cache));
-    let id = row.trajectory_id.clone();
-    match outcome {
-        Ok(Outcome::Kept(sample)) => RowOutcome::Kept(Doc {
-            trajectory_id: id,
-            sample,
-        }),
-        Ok(Outcome::Filtered(reason, detail)) => RowOutcome::Dropped(id, reason, detail),
-        Err(e) => RowOutcome::Dropped(id, REJECTED, e.to_string()),
-    }
-}
 
 fn write_bins(
     shards: &mut ShardWriter,
@@ -340,7 +344,7 @@ fn write_bins(
     Ok(())
 }
 
-fn dropped_batch(rows: &[(String, &'static str, String)]) -> Result<RecordBatch, TokenizeError> {
+fn dropped_batch(rows: &[Dropped]) -> Result<RecordBatch, TokenizeError> {
     let (mut id, mut reason, mut detail) = (
         StringBuilder::new(),
         StringBuilder::new(),
@@ -360,36 +364,4 @@ fn dropped_batch(rows: &[(String, &'static str, String)]) -> Result<RecordBatch,
         ],
     )
     .map_err(|e| TokenizeError::Internal(e.to_string()))
-}
-
-/// Rows of `file` in order, a few at a time, only the columns tokenizing needs.
-fn read_rows(
-    file: &Path,
-) -> Result<impl Iterator<Item = Result<Vec<Row>, TokenizeError>>, TokenizeError> {
-    let handle = File::open(file).map_err(|e| io(file, e))?;
-    let bad = |e: &dyn std::fmt::Display| TokenizeError::Data(format!("{}: {e}", file.display()));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(handle).map_err(|e| bad(&e))?;
-    let schema = builder.parquet_schema();
-    let wanted: Vec<usize> = COLUMNS
-        .iter()
-        .map(|c| {
-            builder.schema().index_of(c).map_err(|_| {
-                bad(&format!(
-                    "no `{c}` column (a canonical trajectory file is expected)"
-                ))
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let mask = ProjectionMask::roots(schema, wanted);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(64)
-        .build()
-        .map_err(|e| bad(&e))?;
-    let path = file.to_path_buf();
-    Ok(reader.map(move |b| {
-        let b = b.map_err(|e| TokenizeError::Data(format!("{}: {e}", path.display())))?;
-        serde_arrow::from_record_batch::<Vec<Row>>(&b)
-            .map_err(|e| TokenizeError::Data(format!("{}: {e}", path.display())))
-    }))
 }

@@ -7,7 +7,8 @@
 //! first so they are not encoded twice; [`model`] loads a Hugging Face tokenizer folder (the
 //! Qwen2.5-Coder one is bundled) and encodes with a cache of repeated pieces; [`sample`] turns
 //! one conversation into token ids and a loss mask derived from the rendering (assistant turns
-//! only) under a length policy; [`pack`] packs samples best-fit-decreasing into fixed-length
+//! only) under a length policy; [`udf`] makes that a DataFusion scalar UDF,
+//! `tokenize(messages, tools, scaffold)`, which [`job`] evaluates over an ordered scan; [`pack`] packs samples best-fit-decreasing into fixed-length
 //! rows without splitting any; [`shard`] holds the Arrow layouts of tokenized and packed rows
 //! and writes them as zstd Parquet shards.
 
@@ -19,6 +20,7 @@ pub mod pyjson;
 pub mod sample;
 pub mod shard;
 pub mod template;
+pub mod udf;
 
 /// What went wrong, and whose fault it is.
 #[derive(Debug, thiserror::Error)]

@@ -28,7 +28,7 @@ use crate::sample::Sample;
 /// Version of the packed and tokenized layouts (in each file's metadata).
 pub const LAYOUT_VERSION: u32 = 1;
 
-fn list_of(t: DataType) -> DataType {
+pub(crate) fn list_of(t: DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", t, false)))
 }
 
@@ -105,7 +105,7 @@ pub struct Doc {
     pub sample: Sample,
 }
 
-fn ids_builder() -> ListBuilder<Int32Builder> {
+pub(crate) fn ids_builder() -> ListBuilder<Int32Builder> {
     ListBuilder::new(Int32Builder::new()).with_field(Arc::new(Field::new(
         "item",
         DataType::Int32,
@@ -113,7 +113,7 @@ fn ids_builder() -> ListBuilder<Int32Builder> {
     )))
 }
 
-fn mask_builder() -> ListBuilder<UInt8Builder> {
+pub(crate) fn mask_builder() -> ListBuilder<UInt8Builder> {
     ListBuilder::new(UInt8Builder::new()).with_field(Arc::new(Field::new(
         "item",
         DataType::UInt8,

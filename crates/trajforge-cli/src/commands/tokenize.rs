@@ -8,7 +8,7 @@ use trajforge_io::source::classify_inputs;
 use trajforge_io::{IngestOptions, ingest};
 use trajforge_ops::operators::tokenize::{LengthPolicyName, LossTurns};
 use trajforge_ops::{PackOptions, TokenizeOptions};
-use trajforge_pipeline::tokenize_stage::prepare;
+use trajforge_pipeline::tokenize_stage::{prepare, run_files_blocking};
 use trajforge_tokenize::job::JobProgress;
 
 use crate::Global;
@@ -103,7 +103,7 @@ fn step_options(args: &Args) -> (TokenizeOptions, Option<PackOptions>) {
     (t, pack)
 }
 
-pub fn run(args: Args, global: Global) -> Result<()> {
+pub fn run(args: Args, global: Global, threads: usize) -> Result<()> {
     if args.pack_len == Some(0) || args.rows_per_shard == 0 || args.max_tokens == Some(0) {
         bail!("--pack-len, --rows-per-shard and --max-tokens must be at least 1");
     }
@@ -121,13 +121,12 @@ pub fn run(args: Args, global: Global) -> Result<()> {
         ),
         AtomicU64::new(0),
     );
-    let summary = trajforge_tokenize::job::run(
-        &p.model,
-        &p.tools,
+    let summary = run_files_blocking(
+        &p,
         &files,
         &args.out.join(p.output),
         &args.out.join("dropped"),
-        &p.job,
+        threads,
         &progress,
     )
     .with_context(|| format!("tokenize into {} failed", args.out.display()))?;
