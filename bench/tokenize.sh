@@ -52,3 +52,24 @@ print(f"| synth {sys.argv[2]} | {sys.argv[3]} | {t['rows_in']} | {t['samples']} 
 PY
   done
 done
+
+# Peak memory beyond the look-ahead window: SCALE_ROWS rows per kind (e.g. 8000, four windows),
+# tokenized and packed at 131,072 under /usr/bin/time -v.
+if [ -n "${SCALE_ROWS:-}" ]; then
+  echo "== peak memory, $SCALE_ROWS rows per kind, 2 threads, pack_len = max_tokens = 131072 =="
+  printf "| corpus | rows | tokens | packed rows | fill | bound | peak RSS MB | seconds |\n|---|---|---|---|---|---|---|---|\n"
+  for kind in zero hero; do
+    corpus="$WORK/$kind-scale-$SCALE_ROWS.parquet"
+    [ -f "$corpus" ] || "$BIN" --quiet synth --kind "$kind" --count "$SCALE_ROWS" --seed 6 --out "$corpus"
+    out="$WORK/scale-$kind"
+    /usr/bin/time -v "$BIN" --quiet --threads 2 tokenize "$corpus" --out "$out" \
+      --max-tokens 131072 --pack-len 131072 2> "$WORK/scale-$kind.time"
+    rss=$(awk '/Maximum resident/ {print int($6 / 1024)}' "$WORK/scale-$kind.time")
+    python3 - "$out/manifest.json" "$kind" "$rss" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))["tokenize"]
+print(f"| synth {sys.argv[2]} | {t['rows_in']} | {t['tokens']} | {t['packed_rows']} | {100 * t['packing_fill']:.2f}% | "
+      f"{100 * t['packing_fill_bound']:.2f}% | {sys.argv[3]} | {t['seconds']:.1f} |")
+PY
+  done
+fi
