@@ -6,5 +6,6 @@ mod determinism;
 mod malformed;
 mod readers;
 mod run;
+mod sql;
 mod synth;
 mod tokenize;

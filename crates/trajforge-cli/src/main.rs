@@ -4,7 +4,7 @@
 //! Parquet, `inspect` summarises any Parquet dataset and pretty-prints a trajectory, `synth`
 //! generates realistic OpenHands trajectories with planted defects for scale tests, `run` executes a
 //! declarative YAML pipeline on DataFusion, `tokenize` renders, tokenizes, loss-masks and
-//! optionally packs trajectories for training. Global flags
+//! optionally packs trajectories for training, `sql` queries runs and datasets. Global flags
 //! set the thread count (rayon, and DataFusion in later commands), silence progress bars, or ask
 //! for one machine-readable JSON summary line on stdout.
 
@@ -48,6 +48,8 @@ enum Command {
     Synth(commands::synth::Args),
     Run(commands::run::Args),
     Tokenize(commands::tokenize::Args),
+    /// Query runs and datasets with SQL (DataFusion): tables, message views, trajectory UDFs.
+    Sql(commands::sql::Args),
 }
 
 /// Settings every command gets.
@@ -85,6 +87,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => commands::synth::run(args, global),
         Command::Run(args) => commands::run::run(args, global, threads),
         Command::Tokenize(args) => commands::tokenize::run(args, global, threads),
+        Command::Sql(args) => commands::sql::run(args, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,5 +4,6 @@ pub mod ingest;
 pub mod inspect;
 pub mod inspect_tokens;
 pub mod run;
+pub mod sql;
 pub mod synth;
 pub mod tokenize;

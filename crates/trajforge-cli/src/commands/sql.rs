@@ -1,0 +1,284 @@
+//! `trajforge sql [--data DIR]... [QUERY]`: SQL over runs and datasets (see `trajforge-sql`).
+//! With a query (or `--file`), runs it (several `;`-separated statements run in order, the last one's result
+//! is printed); without, opens a REPL: history, statements spanning lines until `;`, `\d` to list
+//! tables, `\d NAME` for a schema, `\q` to quit.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use arrow::record_batch::RecordBatch;
+use clap::Args as ClapArgs;
+use datafusion::prelude::SessionContext;
+use rustyline::error::ReadlineError;
+use trajforge_sql::catalog::Catalog;
+use trajforge_sql::output::{Format, write_parquet, write_text};
+
+use crate::Global;
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// A run, ingest or dataset directory (repeatable; each gets its own schema when several).
+    #[arg(long, value_name = "DIR")]
+    data: Vec<PathBuf>,
+    /// The SQL to run; without it (and without --file), an interactive prompt opens.
+    #[arg(allow_hyphen_values = true, conflicts_with = "file")]
+    query: Option<String>,
+    /// Run the SQL in this file (e.g. one of `queries/*.sql`).
+    #[arg(long, short, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// table, csv, json (one object per line) or parquet (needs --output).
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Write the result to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Longest cell shown by the table format, in characters (0: no limit).
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    max_width: usize,
+}
+
+pub fn run(args: Args, global: Global) -> Result<()> {
+    let format = Format::parse(&args.format)?;
+    if format == Format::Parquet && args.output.is_none() {
+        bail!("--format parquet writes a file: give --output FILE.parquet");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .build()
+        .context("cannot start the runtime")?;
+    let query = match &args.file {
+        Some(f) => Some(
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?,
+        ),
+        None => args.query.clone(),
+    };
+    rt.block_on(async {
+        let (ctx, catalog) = trajforge_sql::session(&args.data).await?;
+        match &query {
+            Some(q) if q.trim_start().starts_with('\\') => {
+                meta(&ctx, q.trim(), &args, format).await
+            }
+            Some(q) => run_query(&ctx, q, &args, format).await,
+            None => repl(&ctx, &catalog, &args, format, global).await,
+        }
+    })
+}
+
+/// Runs every statement of `sql`; prints the last result.
+async fn run_query(ctx: &SessionContext, sql: &str, args: &Args, format: Format) -> Result<()> {
+    let statements = split_statements(sql);
+    if statements.is_empty() {
+        bail!("no SQL statement given");
+    }
+    let mut last = None;
+    for s in &statements {
+        let df = ctx.sql(s).await.with_context(|| format!("in: {s}"))?;
+        let schema = df.schema().inner().clone();
+        let batches = df.collect().await.with_context(|| format!("in: {s}"))?;
+        last = Some((schema, batches));
+    }
+    let (schema, batches) = last.context("no statement ran")?;
+    emit(&schema, &batches, args, format)
+}
+
+fn emit(
+    schema: &arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    args: &Args,
+    format: Format,
+) -> Result<()> {
+    if format == Format::Parquet {
+        let path = args.output.as_ref().context("--output is required")?;
+        write_parquet(path, schema, batches)?;
+        return Ok(());
+    }
+    match &args.output {
+        Some(path) => {
+            let mut buf = Vec::new();
+            write_text(&mut buf, schema, batches, format, args.max_width)?;
+            trajforge_io::writer::write_atomic(path, &buf)?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            write_text(&mut lock, schema, batches, format, args.max_width)?;
+            lock.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// `sql` cut at `;` outside quotes and `--` comments.
+struct Scan {
+    statements: Vec<String>,
+    /// Text after the last `;`.
+    rest: String,
+    /// The text ends inside a quoted string.
+    open_quote: bool,
+}
+
+fn scan(sql: &str) -> Scan {
+    let mut statements = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '-') if chars.peek() == Some(&'-') => {
+                // A line comment runs to the end of the line.
+                for n in chars.by_ref() {
+                    if n == '\n' {
+                        break;
+                    }
+                }
+                cur.push('\n');
+                continue;
+            }
+            (None, ';') => {
+                if !cur.trim().is_empty() {
+                    statements.push(cur.trim().to_string());
+                }
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    Scan {
+        statements,
+        rest: cur,
+        open_quote: quote.is_some(),
+    }
+}
+
+/// Statements separated by `;` outside quotes and comments (the last may lack its `;`).
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut s = scan(sql);
+    if !s.rest.trim().is_empty() {
+        s.statements.push(s.rest.trim().to_string());
+    }
+    s.statements
+}
+
+/// True when `buffer` ends with a complete statement (its `;` outside quotes).
+fn complete(buffer: &str) -> bool {
+    let s = scan(buffer);
+    !s.open_quote && s.rest.trim().is_empty() && !s.statements.is_empty()
+}
+
+async fn repl(
+    ctx: &SessionContext,
+    catalog: &Catalog,
+    args: &Args,
+    format: Format,
+    global: Global,
+) -> Result<()> {
+    let mut editor = rustyline::DefaultEditor::new().context("cannot open the terminal")?;
+    let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".trajforge_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    if !global.quiet {
+        eprintln!("{}", describe(catalog));
+        eprintln!("End statements with ;  \\d lists tables, \\d NAME shows one, \\q quits.");
+    }
+    let mut buffer = String::new();
+    loop {
+        let prompt = if buffer.is_empty() { "sql> " } else { "...> " };
+        let line = match editor.readline(prompt) {
+            Ok(l) => l,
+            Err(ReadlineError::Interrupted) => {
+                buffer.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e).context("reading the prompt"),
+        };
+        let trimmed = line.trim();
+        if buffer.is_empty() && trimmed.starts_with('\\') {
+            let _ = editor.add_history_entry(trimmed);
+            if trimmed == "\\q" {
+                break;
+            }
+            if let Err(e) = meta(ctx, trimmed, args, format).await {
+                eprintln!("error: {e:#}");
+            }
+            continue;
+        }
+        buffer.push_str(&line);
+        buffer.push('\n');
+        if !complete(&buffer) {
+            continue;
+        }
+        let _ = editor.add_history_entry(buffer.trim());
+        if let Err(e) = run_query(ctx, &buffer, args, format).await {
+            eprintln!("error: {e:#}");
+        }
+        buffer.clear();
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    Ok(())
+}
+
+/// `\d` and `\d NAME`.
+async fn meta(ctx: &SessionContext, command: &str, args: &Args, format: Format) -> Result<()> {
+    let mut words = command.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("\\d"), None) => {
+            let sql = "SELECT table_schema, table_name, table_type FROM information_schema.tables \
+                       WHERE table_schema <> 'information_schema' ORDER BY 1, 2";
+            run_query(ctx, sql, args, format).await
+        }
+        (Some("\\d"), Some(name)) => {
+            let (schema, table) = name.split_once('.').unwrap_or(("public", name));
+            let sql = format!(
+                "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
+                 WHERE table_schema = '{}' AND table_name = '{}' ORDER BY ordinal_position",
+                schema.replace('\'', "''"),
+                table.replace('\'', "''")
+            );
+            run_query(ctx, &sql, args, format).await
+        }
+        _ => bail!("unknown command {command} (\\d, \\d NAME, \\q)"),
+    }
+}
+
+/// One line per directory: its schema and tables.
+fn describe(catalog: &Catalog) -> String {
+    let mut lines = Vec::new();
+    for d in &catalog.dirs {
+        let tables: Vec<String> = d
+            .tables
+            .iter()
+            .map(|(t, _)| catalog.qualified(&d.schema, t))
+            .collect();
+        lines.push(format!("{}: {}", d.path.display(), tables.join(", ")));
+    }
+    if !catalog.run_tables.is_empty() {
+        lines.push(format!("manifests: {}", catalog.run_tables.join(", ")));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_on_semicolons_outside_quotes_and_comments() {
+        let sql = "SELECT ';' AS a; -- a comment; with a semicolon\nSELECT \"x;y\" FROM t ;  ";
+        assert_eq!(
+            split_statements(sql),
+            ["SELECT ';' AS a", "SELECT \"x;y\" FROM t"]
+        );
+        assert!(complete("SELECT 1;\n"));
+        assert!(!complete("SELECT ';\n"));
+        assert!(!complete("SELECT 1\n"));
+    }
+}

@@ -1,0 +1,326 @@
+//! SQL over a real run: the quickstart pipeline's outputs queried through the `trajforge-sql`
+//! session with sqllogictest files (`tests/sql/*.slt`) — the curated `queries/*.sql` each with
+//! its expected result, the views and the UDFs — and `trajforge sql` itself (formats, COPY,
+//! several directories). `UPDATE_SLT=1` rewrites the expected results (review the diff).
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::DataType;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+use crate::common::{root, trajforge};
+
+/// The quickstart run, in a folder named `quickstart` (queries show the run's name).
+fn quickstart_run(tmp: &Path) -> PathBuf {
+    let out = tmp.join("quickstart");
+    let quick = root().join("pipelines/quickstart.yaml");
+    let o = trajforge(&[
+        "run",
+        quick.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+struct Db(SessionContext);
+
+#[derive(Debug)]
+struct DbError(String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+fn column_type(t: &DataType) -> DefaultColumnType {
+    if t.is_integer() {
+        DefaultColumnType::Integer
+    } else if t.is_floating() || matches!(t, DataType::Decimal128(..)) {
+        DefaultColumnType::FloatingPoint
+    } else {
+        DefaultColumnType::Text
+    }
+}
+
+fn rows(batches: &[RecordBatch]) -> Result<Vec<Vec<String>>, DbError> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in batches {
+        let formatters = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DbError(e.to_string()))?;
+        for i in 0..b.num_rows() {
+            out.push(
+                formatters
+                    .iter()
+                    .map(|f| {
+                        let v = f.value(i).to_string();
+                        if v.is_empty() { "(empty)".into() } else { v }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl sqllogictest::AsyncDB for Db {
+    type Error = DbError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let err = |e: datafusion::error::DataFusionError| DbError(e.to_string());
+        let df = self.0.sql(sql).await.map_err(err)?;
+        let types = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
+        let batches = df.collect().await.map_err(err)?;
+        let statement = ["CREATE", "COPY", "DROP", "SET", "INSERT"]
+            .iter()
+            .any(|k| sql.trim_start().to_ascii_uppercase().starts_with(k));
+        if statement {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        Ok(DBOutput::Rows {
+            types,
+            rows: rows(&batches)?,
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+}
+
+fn slt_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("tests/sql"))
+        .expect("tests/sql")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "slt"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Whitespace-normalised SQL without `--` comment lines and the final `;`.
+fn normalized(sql: &str) -> String {
+    sql.lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches(';')
+        .trim()
+        .to_string()
+}
+
+/// Every curated query has a `.slt` of the same name whose text contains it verbatim, so the
+/// tested SQL is the shipped SQL.
+#[test]
+fn every_curated_query_is_tested_verbatim() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(root().join("queries")).expect("queries/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|x| x != "sql") {
+            continue;
+        }
+        let stem = path
+            .file_stem()
+            .expect("stem")
+            .to_string_lossy()
+            .into_owned();
+        let slt = root().join("tests/sql").join(format!("{stem}.slt"));
+        let tested = std::fs::read_to_string(&slt)
+            .unwrap_or_else(|_| panic!("{} has no {}", path.display(), slt.display()));
+        let shipped = std::fs::read_to_string(&path).expect("read query");
+        assert!(
+            normalized(&tested).contains(&normalized(&shipped)),
+            "{} is not the query tested in {}",
+            path.display(),
+            slt.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 6, "{n} curated queries");
+}
+
+#[test]
+fn sqllogictest_files_pass_on_the_quickstart_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = quickstart_run(tmp.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .build()
+        .expect("runtime");
+    let update = std::env::var_os("UPDATE_SLT").is_some();
+    let mut failures = Vec::new();
+    for file in slt_files() {
+        let run = run.clone();
+        let mut runner = sqllogictest::Runner::new(move || {
+            let run = run.clone();
+            async move {
+                let (ctx, _) = trajforge_sql::session(&[run])
+                    .await
+                    .map_err(|e| DbError(e.to_string()))?;
+                Ok(Db(ctx))
+            }
+        });
+        let result = rt.block_on(async {
+            if update {
+                runner
+                    .update_test_file(
+                        &file,
+                        " ",
+                        sqllogictest::default_validator,
+                        sqllogictest::default_normalizer,
+                        sqllogictest::default_column_validator,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+            } else {
+                runner
+                    .run_file_async(&file)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        });
+        if let Err(e) = result {
+            failures.push(format!("{}: {e}", file.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The command line: formats, COPY to Parquet read back, `\d`, several directories.
+#[test]
+fn trajforge_sql_prints_formats_and_copies() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = quickstart_run(tmp.path());
+    let data = run.to_str().expect("utf8");
+    let sql = |args: &[&str]| {
+        let mut all = vec!["sql", "--data", data];
+        all.extend_from_slice(args);
+        let o = trajforge(&all);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let q = "SELECT role, count(*) AS n FROM messages GROUP BY role ORDER BY n DESC, role";
+    let csv = sql(&["--format", "csv", q]);
+    assert_eq!(csv.lines().next(), Some("role,n"));
+    let json = sql(&["--format", "json", q]);
+    let counts: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(counts.len(), csv.lines().count() - 1);
+    let total: u64 = counts.iter().map(|c| c["n"].as_u64().expect("n")).sum();
+    let messages = sql(&[
+        "--format",
+        "csv",
+        "SELECT sum(num_messages) FROM trajectories",
+    ]);
+    assert_eq!(messages.lines().nth(1), Some(total.to_string().as_str()));
+
+    let copy = tmp.path().join("ids.parquet");
+    let copy_sql = format!(
+        "COPY (SELECT trajectory_id FROM trajectories ORDER BY trajectory_id) TO '{}'",
+        copy.display()
+    );
+    sql(&[&copy_sql]);
+    let back = sql(&[
+        "--format",
+        "csv",
+        &format!("SELECT count(*) FROM '{}'", copy.display()),
+    ]);
+    let kept = sql(&["--format", "csv", "SELECT count(*) FROM trajectories"]);
+    assert_eq!(back, kept);
+
+    let out = tmp.path().join("mix.parquet");
+    sql(&[
+        "--format",
+        "parquet",
+        "--output",
+        out.to_str().expect("utf8"),
+        "-f",
+        root()
+            .join("queries/tool_use_mix.sql")
+            .to_str()
+            .expect("utf8"),
+    ]);
+    let file = std::fs::File::open(&out).expect("parquet written");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet");
+    let names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, ["tool", "calls", "pct"]);
+
+    let tables = sql(&["\\d"]);
+    for t in [
+        "trajectories",
+        "filtered",
+        "rejects",
+        "packed",
+        "messages",
+        "tool_calls",
+        "runs",
+    ] {
+        assert!(
+            tables.contains(&format!("| {t} ")),
+            "{t} missing:\n{tables}"
+        );
+    }
+
+    // Two directories: one schema each, manifests together.
+    let ingest = tmp.path().join("samples");
+    let o = trajforge(&[
+        "ingest",
+        &crate::common::sample("real"),
+        "--out",
+        ingest.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = trajforge(&[
+        "sql",
+        "--data",
+        data,
+        "--data",
+        ingest.to_str().expect("utf8"),
+        "--format",
+        "csv",
+        "SELECT (SELECT count(*) FROM quickstart.trajectories) AS a, \
+                (SELECT count(*) FROM samples.messages) > 0 AS b",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().nth(1),
+        Some(format!("{},true", kept.lines().nth(1).expect("count")).as_str())
+    );
+
+    // A folder with nothing to query is refused with the reason.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let o = trajforge(&["sql", "--data", empty.to_str().expect("utf8"), "SELECT 1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no trajforge outputs"));
+}
