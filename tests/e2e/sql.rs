@@ -324,3 +324,47 @@ fn trajforge_sql_prints_formats_and_copies() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no trajforge outputs"));
 }
+
+/// Every Parquet output of a run is read unchanged, with the same rows, columns and nested
+/// totals, by pyarrow, polars, DuckDB, DataFusion's Python bindings (`CREATE EXTERNAL TABLE`)
+/// and Hugging Face `datasets` (`tests/interop/stock_engines.py`). Skipped, loudly, when python3
+/// lacks them, unless TRAJFORGE_REQUIRE_INTEROP is set (as in CI, which pip-installs them).
+#[test]
+fn stock_engines_read_every_output() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import pyarrow, polars, duckdb, datafusion, datasets"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var_os("TRAJFORGE_REQUIRE_INTEROP").is_none(),
+            "TRAJFORGE_REQUIRE_INTEROP is set but python3 lacks pyarrow/polars/duckdb/datafusion/datasets"
+        );
+        eprintln!(
+            "SKIPPED stock_engines_read_every_output: python3 with pyarrow, polars, duckdb, \
+             datafusion and datasets not found (see .ci/run for the pip line)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let run = quickstart_run(tmp.path());
+    let o = std::process::Command::new("python3")
+        .arg(root().join("tests/interop/stock_engines.py"))
+        .arg(&run)
+        .env("HF_DATASETS_CACHE", tmp.path().join("hf-cache"))
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .expect("python runs");
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for folder in ["kept", "filtered", "rejects", "shards", "tokenize_dropped"] {
+        assert!(
+            report.contains(&format!("\"folder\": \"{folder}\"")),
+            "{folder} not checked:\n{report}"
+        );
+    }
+    assert!(report.contains("\"datasets\""), "{report}");
+}
