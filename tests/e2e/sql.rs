@@ -317,6 +317,27 @@ fn trajforge_sql_prints_formats_and_copies() {
         Some(format!("{},true", kept.lines().nth(1).expect("count")).as_str())
     );
 
+    // The prompt, fed from a pipe: \d NAME, a statement over several lines with a quoted `;`,
+    // then another, then \q.
+    let script = "\\d trajectories\nSELECT count(*) AS n\n  FROM messages\n WHERE role = 'tool;';\n\
+                  SELECT 41 + 1 AS answer;\n\\q\nSELECT 'not run';\n";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trajforge"))
+        .args(["sql", "--quiet", "--data", data, "--format", "csv"])
+        .env("HOME", tmp.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
+        .expect("write stdin");
+    let o = child.wait_with_output().expect("prompt exits");
+    assert!(o.status.success());
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(printed.contains("messages,\"List("), "{printed}");
+    assert!(printed.contains("n\n0\n"), "{printed}");
+    assert!(printed.contains("answer\n42\n"), "{printed}");
+    assert!(!printed.contains("not run"), "{printed}");
+
     // A folder with nothing to query is refused with the reason.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).expect("mkdir");
