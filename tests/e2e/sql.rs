@@ -338,6 +338,23 @@ fn trajforge_sql_prints_formats_and_copies() {
     assert!(printed.contains("answer\n42\n"), "{printed}");
     assert!(!printed.contains("not run"), "{printed}");
 
+    // The manifests of both directories, a run and an ingest output, side by side.
+    let o = trajforge(&[
+        "sql",
+        "--data",
+        data,
+        "--data",
+        ingest.to_str().expect("utf8"),
+        "--format",
+        "csv",
+        "SELECT run_name, kind, read, kept, rejected FROM runs ORDER BY run_name",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "run_name,kind,read,kept,rejected\nquickstart,run,74,37,0\nsamples,ingest,7,7,0\n"
+    );
+
     // A folder with nothing to query is refused with the reason.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).expect("mkdir");

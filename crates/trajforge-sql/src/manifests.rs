@@ -1,6 +1,7 @@
 //! `runs`, `run_steps` and `run_reasons`: the run manifests (`manifest.json`) as tables, one
 //! row per run, per step and per reason, with the run's directory in `run`. They are small and
-//! read once, into memory tables. `run` is the directory as given, `run_name` its last part.
+//! read once, into memory tables. `run` is the directory as given, `run_name` its last part,
+//! `kind` says whether it is a pipeline run (a ledger) or an ingest output (read/written counts).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ fn runs_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         f("run", DataType::Utf8),
         f("run_name", DataType::Utf8),
+        f("kind", DataType::Utf8),
         f("schema", DataType::Utf8),
         f("pipeline", DataType::Utf8),
         f("config_hash", DataType::Utf8),
@@ -127,13 +129,28 @@ fn run_name(dir: &Path) -> String {
 }
 
 fn run_row(run: &str, name: &str, schema: &str, m: &Value) -> Value {
-    let ledger = &m["ledger"];
     let t = &m["tokenize"];
+    // A pipeline run has a ledger; an ingest output has counts (read = written + rejected).
+    let (read, kept, rejected, balanced) = match (&m["ledger"], &m["counts"]) {
+        (Value::Object(l), _) => (
+            &l["read"],
+            &l["kept"],
+            &l["rejected"],
+            l["balanced"].clone(),
+        ),
+        (_, Value::Object(c)) => (&c["read"], &c["written"], &c["rejected"], Value::Null),
+        _ => (&Value::Null, &Value::Null, &Value::Null, Value::Null),
+    };
+    let kind = if m["ledger"].is_object() {
+        "run"
+    } else {
+        "ingest"
+    };
     json!({
-        "run": run, "run_name": name, "schema": schema, "pipeline": m["pipeline"], "config_hash": m["config_hash"],
-        "command": m["command"], "threads": m["threads"],
-        "read": ledger["read"], "kept": ledger["kept"], "filtered": ledger["filtered"],
-        "rejected": ledger["rejected"], "balanced": ledger["balanced"],
+        "run": run, "run_name": name, "kind": kind, "schema": schema, "pipeline": m["pipeline"],
+        "config_hash": m["config_hash"], "command": m["command"], "threads": m["threads"],
+        "read": read, "kept": kept, "filtered": m["ledger"]["filtered"],
+        "rejected": rejected, "balanced": balanced,
         "samples": t["samples"], "tokens": t["tokens"], "supervised_tokens": t["supervised_tokens"],
         "packed_rows": t["packed_rows"], "packing_fill": t["packing_fill"],
         "total_seconds": m["timings"]["total_seconds"],
