@@ -338,6 +338,24 @@ fn trajforge_sql_prints_formats_and_copies() {
     assert!(printed.contains("answer\n42\n"), "{printed}");
     assert!(!printed.contains("not run"), "{printed}");
 
+    // tokenize() in SQL is the tokenize stage's own function: the rows within the quickstart's
+    // 32k limit are its samples, with the manifest's token total.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let tokens = sql(&[
+        "--tokenize",
+        "--format",
+        "csv",
+        "SELECT count(*), sum(n) FROM (SELECT tokenize(messages, tools, scaffold)['num_tokens'] AS n \
+         FROM trajectories) WHERE n <= 32768",
+    ]);
+    let t = &manifest["tokenize"];
+    assert_eq!(
+        tokens.lines().nth(1),
+        Some(format!("{},{}", t["samples"], t["tokens"]).as_str())
+    );
+
     // The manifests of both directories, a run and an ingest output, side by side.
     let o = trajforge(&[
         "sql",

@@ -6,9 +6,12 @@
 //!   `command` field is read) or a command line.
 //! - `patch_files(patch)` → `list<utf8>`, `patch_added_lines(patch)` /
 //!   `patch_removed_lines(patch)` → `bigint`: what a unified diff touches (the ingest's reader).
+//! - `tokenize(messages, tools, scaffold)` → struct (ids, loss mask, counts or the reason a row
+//!   cannot be a sample), when asked for ([`register_tokenize`]): the tokenize stage's own UDF.
 
 use std::fmt::Debug;
 use std::hash::{Hash, Hasher};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Builder, ListBuilder, StringBuilder};
@@ -20,8 +23,29 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use trajforge_ops::shell::invocations;
 use trajforge_schema::patch::patch_stats;
+use trajforge_tokenize::job::ToolCatalogue;
+use trajforge_tokenize::model::Model;
+use trajforge_tokenize::sample::SampleOptions;
+use trajforge_tokenize::udf::TokenizeFn;
 
 use crate::SqlError;
+
+/// Registers `tokenize(messages, tools, scaffold)` (see `trajforge_tokenize::udf`) with the
+/// tokenizer in `folder` (None: the bundled Qwen2.5-Coder one), default sample options (loss on
+/// every assistant turn, no length limit) and the bundled tool catalogues.
+pub fn register_tokenize(ctx: &SessionContext, folder: Option<&Path>) -> Result<(), SqlError> {
+    let usage = |e: trajforge_tokenize::TokenizeError| SqlError::Usage(format!("tokenize(): {e}"));
+    let model = Model::load(folder).map_err(usage)?;
+    let tools = ToolCatalogue::bundled().map_err(usage)?;
+    let f = TokenizeFn::new(
+        Arc::new(model),
+        Arc::new(tools),
+        SampleOptions::default(),
+        64 << 20,
+    );
+    ctx.register_udf(f.udf());
+    Ok(())
+}
 
 /// Registers every function in `ctx`.
 pub fn register(ctx: &SessionContext) -> Result<(), SqlError> {

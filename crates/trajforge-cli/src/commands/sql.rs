@@ -33,6 +33,12 @@ pub struct Args {
     /// Write the result to this file instead of standard output.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Register `tokenize(messages, tools, scaffold)` with the bundled Qwen2.5-Coder tokenizer.
+    #[arg(long)]
+    tokenize: bool,
+    /// Register `tokenize(…)` with this Hugging Face tokenizer folder instead.
+    #[arg(long, value_name = "DIR")]
+    tokenizer: Option<PathBuf>,
     /// Longest cell shown by the table format, in characters (0: no limit).
     #[arg(long, default_value_t = 60, value_name = "N")]
     max_width: usize,
@@ -54,6 +60,9 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     };
     rt.block_on(async {
         let (ctx, catalog) = trajforge_sql::session(&args.data).await?;
+        if args.tokenize || args.tokenizer.is_some() {
+            trajforge_sql::functions::register_tokenize(&ctx, args.tokenizer.as_deref())?;
+        }
         match &query {
             Some(q) if q.trim_start().starts_with('\\') => {
                 meta(&ctx, q.trim(), &args, format).await
