@@ -300,20 +300,20 @@ fn trajforge_sql_prints_formats_and_copies() {
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let o = trajforge(&[
-        "sql",
-        "--data",
-        data,
-        "--data",
-        ingest.to_str().expect("utf8"),
-        "--format",
-        "csv",
+    let both = |query: &str| {
+        let ingest = ingest.to_str().expect("utf8");
+        let o = trajforge(&[
+            "sql", "--data", data, "--data", ingest, "--format", "csv", query,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let counts = both(
         "SELECT (SELECT count(*) FROM quickstart.trajectories) AS a, \
                 (SELECT count(*) FROM samples.messages) > 0 AS b",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    );
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout).lines().nth(1),
+        counts.lines().nth(1),
         Some(format!("{},true", kept.lines().nth(1).expect("count")).as_str())
     );
 
@@ -357,19 +357,8 @@ fn trajforge_sql_prints_formats_and_copies() {
     );
 
     // The manifests of both directories, a run and an ingest output, side by side.
-    let o = trajforge(&[
-        "sql",
-        "--data",
-        data,
-        "--data",
-        ingest.to_str().expect("utf8"),
-        "--format",
-        "csv",
-        "SELECT run_name, kind, read, kept, rejected FROM runs ORDER BY run_name",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
+        both("SELECT run_name, kind, read, kept, rejected FROM runs ORDER BY run_name"),
         "run_name,kind,read,kept,rejected\nquickstart,run,74,37,0\nsamples,ingest,7,7,0\n"
     );
 

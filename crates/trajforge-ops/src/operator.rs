@@ -165,6 +165,21 @@ impl Hash for BatchUdf {
 }
 
 impl BatchUdf {
+    /// A new UDF named `name` of `arity` arguments, computing `f` over the argument arrays.
+    pub fn udf(
+        name: String,
+        returns: DataType,
+        arity: usize,
+        f: impl Fn(&[ArrayRef]) -> Result<ArrayRef, OpsError> + Send + Sync + 'static,
+    ) -> ScalarUDF {
+        ScalarUDF::from(BatchUdf {
+            name,
+            signature: Signature::any(arity, Volatility::Immutable),
+            returns,
+            f: Arc::new(f),
+        })
+    }
+
     /// A call of a new UDF named `name` on `args`, computing `f` over the argument arrays.
     pub fn call(
         name: String,
@@ -172,13 +187,7 @@ impl BatchUdf {
         args: Vec<Expr>,
         f: impl Fn(&[ArrayRef]) -> Result<ArrayRef, OpsError> + Send + Sync + 'static,
     ) -> Expr {
-        let udf = BatchUdf {
-            name,
-            signature: Signature::any(args.len(), Volatility::Immutable),
-            returns,
-            f: Arc::new(f),
-        };
-        ScalarUDF::from(udf).call(args)
+        BatchUdf::udf(name, returns, args.len(), f).call(args)
     }
 }
 

@@ -36,6 +36,8 @@ pub const DEFAULT_SCHEMA: &str = "public";
 #[derive(Debug, Clone)]
 pub struct DataDir {
     pub path: PathBuf,
+    /// Its own name (the last part of the resolved path).
+    pub name: String,
     /// The schema its tables live in.
     pub schema: String,
     /// `(table, folder)` pairs.
@@ -112,12 +114,7 @@ fn schema_names(dirs: &[PathBuf]) -> Vec<String> {
 
 /// The directory's name as a lower-case SQL identifier (`out/Run-1` → `run_1`).
 fn identifier(dir: &Path) -> String {
-    let name = std::fs::canonicalize(dir)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_default();
-    let mut id: String = name
+    let mut id: String = dir_name(dir)
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() {
@@ -131,6 +128,15 @@ fn identifier(dir: &Path) -> String {
         id.insert_str(0, "d_");
     }
     id
+}
+
+/// The directory's own name, resolved (`out/quickstart/.` → `quickstart`).
+fn dir_name(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// What `path` holds.
@@ -164,6 +170,7 @@ fn discover(path: &Path, schema: String) -> Result<DataDir, SqlError> {
     }
     Ok(DataDir {
         path: path.to_path_buf(),
+        name: dir_name(path),
         schema,
         tables,
         manifest,

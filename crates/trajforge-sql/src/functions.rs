@@ -9,18 +9,15 @@
 //! - `tokenize(messages, tools, scaffold)` → struct (ids, loss mask, counts or the reason a row
 //!   cannot be a sample), when asked for ([`register_tokenize`]): the tokenize stage's own UDF.
 
-use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Builder, ListBuilder, StringBuilder};
+use arrow::array::{ArrayRef, AsArray, Int64Array, ListBuilder, StringBuilder};
 use arrow::datatypes::{DataType, Field};
-use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
-};
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::SessionContext;
+use trajforge_ops::OpsError;
+use trajforge_ops::operator::BatchUdf;
 use trajforge_ops::shell::invocations;
 use trajforge_schema::patch::patch_stats;
 use trajforge_tokenize::job::ToolCatalogue;
@@ -51,14 +48,14 @@ pub fn register_tokenize(ctx: &SessionContext, folder: Option<&Path>) -> Result<
 pub fn register(ctx: &SessionContext) -> Result<(), SqlError> {
     let mut registry = ctx.clone();
     datafusion_functions_json::register_all(&mut registry)?;
-    for f in [
-        TextFn::list("bash_commands", bash_commands),
-        TextFn::list("patch_files", |p| patch_stats(p).files),
-        TextFn::int("patch_added_lines", |p| i64::from(patch_stats(p).added)),
-        TextFn::int("patch_removed_lines", |p| i64::from(patch_stats(p).removed)),
-    ] {
-        ctx.register_udf(ScalarUDF::new_from_impl(f));
-    }
+    ctx.register_udf(list_fn("bash_commands", bash_commands));
+    ctx.register_udf(list_fn("patch_files", |p| patch_stats(p).files));
+    ctx.register_udf(int_fn("patch_added_lines", |p| {
+        i64::from(patch_stats(p).added)
+    }));
+    ctx.register_udf(int_fn("patch_removed_lines", |p| {
+        i64::from(patch_stats(p).removed)
+    }));
     Ok(())
 }
 
@@ -80,116 +77,39 @@ pub fn bash_commands(text: &str) -> Vec<String> {
     invocations(script).into_iter().map(|i| i.program).collect()
 }
 
-#[derive(Clone, Copy)]
-enum Kernel {
-    List(fn(&str) -> Vec<String>),
-    Int(fn(&str) -> i64),
+/// The one text argument as Utf8 (whatever string type the table stores).
+fn text_arg(args: &[ArrayRef]) -> Result<ArrayRef, OpsError> {
+    let first = args
+        .first()
+        .ok_or_else(|| OpsError::Data("one text argument expected".into()))?;
+    arrow::compute::cast(first, &DataType::Utf8).map_err(|e| OpsError::Data(e.to_string()))
 }
 
-/// A one-argument function of text, null in → null out.
-struct TextFn {
-    name: &'static str,
-    signature: Signature,
-    kernel: Kernel,
-}
-
-impl TextFn {
-    fn list(name: &'static str, f: fn(&str) -> Vec<String>) -> TextFn {
-        TextFn::new(name, Kernel::List(f))
-    }
-
-    fn int(name: &'static str, f: fn(&str) -> i64) -> TextFn {
-        TextFn::new(name, Kernel::Int(f))
-    }
-
-    fn new(name: &'static str, kernel: Kernel) -> TextFn {
-        TextFn {
-            name,
-            signature: Signature::string(1, Volatility::Immutable),
-            kernel,
-        }
-    }
-
-    fn apply(&self, input: &ArrayRef) -> DfResult<ArrayRef> {
-        let text = arrow::compute::cast(input, &DataType::Utf8)?;
-        let text = text.as_string::<i32>();
-        Ok(match self.kernel {
-            Kernel::List(f) => {
-                let mut b = ListBuilder::new(StringBuilder::new());
-                for v in text.iter() {
-                    match v {
-                        Some(s) => {
-                            for item in f(s) {
-                                b.values().append_value(item);
-                            }
-                            b.append(true);
-                        }
-                        None => b.append(false),
-                    }
+/// `list<utf8>` of a text: null in, null out.
+fn list_fn(name: &str, f: fn(&str) -> Vec<String>) -> ScalarUDF {
+    let returns = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
+    BatchUdf::udf(name.to_string(), returns, 1, move |args| {
+        let text = text_arg(args)?;
+        let mut b = ListBuilder::new(StringBuilder::new());
+        for v in text.as_string::<i32>().iter() {
+            if let Some(s) = v {
+                for item in f(s) {
+                    b.values().append_value(item);
                 }
-                Arc::new(b.finish())
             }
-            Kernel::Int(f) => {
-                let mut b = Int64Builder::with_capacity(text.len());
-                for v in text.iter() {
-                    b.append_option(v.map(f));
-                }
-                Arc::new(b.finish())
-            }
-        })
-    }
-}
-
-impl Debug for TextFn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TextFn({})", self.name)
-    }
-}
-
-impl PartialEq for TextFn {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for TextFn {}
-
-impl Hash for TextFn {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
-}
-
-impl ScalarUDFImpl for TextFn {
-    fn name(&self) -> &str {
-        self.name
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
-        Ok(match self.kernel {
-            Kernel::List(_) => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-            Kernel::Int(_) => DataType::Int64,
-        })
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
-        let out = self.apply(&arrays[0])?;
-        if args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(
-                datafusion::common::ScalarValue::try_from_array(&out, 0)?,
-            ));
+            b.append(v.is_some());
         }
-        Ok(ColumnarValue::Array(out))
-    }
+        Ok(Arc::new(b.finish()) as ArrayRef)
+    })
+}
+
+/// `bigint` of a text: null in, null out.
+fn int_fn(name: &str, f: fn(&str) -> i64) -> ScalarUDF {
+    BatchUdf::udf(name.to_string(), DataType::Int64, 1, move |args| {
+        let text = text_arg(args)?;
+        let out: Int64Array = text.as_string::<i32>().iter().map(|v| v.map(f)).collect();
+        Ok(Arc::new(out) as ArrayRef)
+    })
 }
 
 #[cfg(test)]

@@ -16,54 +16,61 @@ use serde_json::{Value, json};
 use crate::SqlError;
 use crate::catalog::DataDir;
 
+/// A schema of nullable columns (manifests may lack any key).
+fn nullable(columns: &[(&str, DataType)]) -> SchemaRef {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, t)| Field::new(*n, t.clone(), true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
 fn runs_schema() -> SchemaRef {
-    let f = |n: &str, t: DataType| Field::new(n, t, true);
-    Arc::new(Schema::new(vec![
-        f("run", DataType::Utf8),
-        f("run_name", DataType::Utf8),
-        f("kind", DataType::Utf8),
-        f("schema", DataType::Utf8),
-        f("pipeline", DataType::Utf8),
-        f("config_hash", DataType::Utf8),
-        f("command", DataType::Utf8),
-        f("threads", DataType::Int64),
-        f("read", DataType::Int64),
-        f("kept", DataType::Int64),
-        f("filtered", DataType::Int64),
-        f("rejected", DataType::Int64),
-        f("balanced", DataType::Boolean),
-        f("samples", DataType::Int64),
-        f("tokens", DataType::Int64),
-        f("supervised_tokens", DataType::Int64),
-        f("packed_rows", DataType::Int64),
-        f("packing_fill", DataType::Float64),
-        f("total_seconds", DataType::Float64),
-        f("manifest", DataType::Utf8),
-    ]))
+    nullable(&[
+        ("run", DataType::Utf8),
+        ("run_name", DataType::Utf8),
+        ("kind", DataType::Utf8),
+        ("schema", DataType::Utf8),
+        ("pipeline", DataType::Utf8),
+        ("config_hash", DataType::Utf8),
+        ("command", DataType::Utf8),
+        ("threads", DataType::Int64),
+        ("read", DataType::Int64),
+        ("kept", DataType::Int64),
+        ("filtered", DataType::Int64),
+        ("rejected", DataType::Int64),
+        ("balanced", DataType::Boolean),
+        ("samples", DataType::Int64),
+        ("tokens", DataType::Int64),
+        ("supervised_tokens", DataType::Int64),
+        ("packed_rows", DataType::Int64),
+        ("packing_fill", DataType::Float64),
+        ("total_seconds", DataType::Float64),
+        ("manifest", DataType::Utf8),
+    ])
 }
 
 fn steps_schema() -> SchemaRef {
-    let f = |n: &str, t: DataType| Field::new(n, t, true);
-    Arc::new(Schema::new(vec![
-        f("run", DataType::Utf8),
-        f("run_name", DataType::Utf8),
-        f("step_index", DataType::Int64),
-        f("name", DataType::Utf8),
-        f("op", DataType::Utf8),
-        f("kind", DataType::Utf8),
-        f("rows_in", DataType::Int64),
-        f("rows_out", DataType::Int64),
-        f("flagged", DataType::Int64),
-    ]))
+    nullable(&[
+        ("run", DataType::Utf8),
+        ("run_name", DataType::Utf8),
+        ("step_index", DataType::Int64),
+        ("name", DataType::Utf8),
+        ("op", DataType::Utf8),
+        ("kind", DataType::Utf8),
+        ("rows_in", DataType::Int64),
+        ("rows_out", DataType::Int64),
+        ("flagged", DataType::Int64),
+    ])
 }
 
 fn reasons_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("run", DataType::Utf8, true),
-        Field::new("run_name", DataType::Utf8, true),
-        Field::new("reason", DataType::Utf8, true),
-        Field::new("rows", DataType::Int64, true),
-    ]))
+    nullable(&[
+        ("run", DataType::Utf8),
+        ("run_name", DataType::Utf8),
+        ("reason", DataType::Utf8),
+        ("rows", DataType::Int64),
+    ])
 }
 
 /// Registers the manifest tables when any directory is a run; returns their names.
@@ -75,8 +82,8 @@ pub fn register(ctx: &SessionContext, dirs: &[DataDir]) -> Result<Vec<String>, S
         };
         let m = read_manifest(path)?;
         let run = dir.path.display().to_string();
-        let name = run_name(&dir.path);
-        runs.push(run_row(&run, &name, &dir.schema, &m));
+        let name = &dir.name;
+        runs.push(run_row(&run, name, &dir.schema, &m));
         for s in m["steps"].as_array().into_iter().flatten() {
             steps.push(json!({
                 "run": run, "run_name": name, "step_index": s["index"], "name": s["name"], "op": s["op"],
@@ -117,15 +124,6 @@ fn read_manifest(path: &Path) -> Result<Value, SqlError> {
         return Err(bad("not a run manifest: a JSON object is expected".into()));
     }
     Ok(m)
-}
-
-/// The run directory's own name (`out/quickstart` → `quickstart`).
-fn run_name(dir: &Path) -> String {
-    std::fs::canonicalize(dir)
-        .unwrap_or_else(|_| dir.to_path_buf())
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 fn run_row(run: &str, name: &str, schema: &str, m: &Value) -> Value {
