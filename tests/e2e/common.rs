@@ -33,6 +33,39 @@ pub fn trajforge(args: &[&str]) -> Output {
         .expect("run trajforge")
 }
 
+/// The quickstart run, in a folder named `quickstart` (queries show the run's name).
+pub fn quickstart_run(tmp: &Path) -> PathBuf {
+    let out = tmp.join("quickstart");
+    let quick = root().join("pipelines/quickstart.yaml");
+    let o = trajforge(&[
+        "run",
+        quick.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// Whether `python3` can import `modules` (comma-separated) for the check `what`. Without them
+/// the check is skipped with a message, unless the environment variable `require` is set (CI
+/// sets it after pip-installing them), in which case the test fails.
+pub fn python_can_import(modules: &str, require: &str, what: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os(require).is_none(),
+            "{require} is set but python3 cannot import {modules}"
+        );
+        eprintln!("SKIPPED {what}: python3 cannot import {modules} (see .ci/run for the pip line)");
+    }
+    found
+}
+
 /// Ingests through the library with default options.
 pub fn ingest_into(inputs: &[String], out: &Path, format: Option<Format>) -> Manifest {
     let mut opts = IngestOptions::new(inputs.to_vec(), out.to_path_buf());

@@ -4,7 +4,9 @@
 mod common;
 mod determinism;
 mod malformed;
+mod publish;
 mod readers;
+mod report;
 mod run;
 mod sql;
 mod synth;

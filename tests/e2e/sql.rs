@@ -3,7 +3,7 @@
 //! its expected result, the views and the UDFs — and `trajforge sql` itself (formats, COPY,
 //! several directories). `UPDATE_SLT=1` rewrites the expected results (review the diff).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::DataType;
@@ -11,22 +11,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
-use crate::common::{root, trajforge};
-
-/// The quickstart run, in a folder named `quickstart` (queries show the run's name).
-fn quickstart_run(tmp: &Path) -> PathBuf {
-    let out = tmp.join("quickstart");
-    let quick = root().join("pipelines/quickstart.yaml");
-    let o = trajforge(&[
-        "run",
-        quick.to_str().expect("utf8"),
-        "--out",
-        out.to_str().expect("utf8"),
-        "--quiet",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
+use crate::common::{python_can_import, quickstart_run, root, trajforge};
 
 struct Db(SessionContext);
 
@@ -376,18 +361,11 @@ fn trajforge_sql_prints_formats_and_copies() {
 /// lacks them, unless TRAJFORGE_REQUIRE_INTEROP is set (as in CI, which pip-installs them).
 #[test]
 fn stock_engines_read_every_output() {
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import pyarrow, polars, duckdb, datafusion, datasets"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        assert!(
-            std::env::var_os("TRAJFORGE_REQUIRE_INTEROP").is_none(),
-            "TRAJFORGE_REQUIRE_INTEROP is set but python3 lacks pyarrow/polars/duckdb/datafusion/datasets"
-        );
-        eprintln!(
-            "SKIPPED stock_engines_read_every_output: python3 with pyarrow, polars, duckdb, \
-             datafusion and datasets not found (see .ci/run for the pip line)"
-        );
+    if !python_can_import(
+        "pyarrow, polars, duckdb, datafusion, datasets",
+        "TRAJFORGE_REQUIRE_INTEROP",
+        "stock_engines_read_every_output",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");

@@ -4,7 +4,8 @@
 //! Parquet, `inspect` summarises any Parquet dataset and pretty-prints a trajectory, `synth`
 //! generates realistic OpenHands trajectories with planted defects for scale tests, `run` executes a
 //! declarative YAML pipeline on DataFusion, `tokenize` renders, tokenizes, loss-masks and
-//! optionally packs trajectories for training, `sql` queries runs and datasets. Global flags
+//! optionally packs trajectories for training, `sql` queries runs and datasets, `report` writes an
+//! HTML page of a run's statistics and charts, `publish` makes a run a Hugging Face dataset. Global flags
 //! set the thread count (rayon, and DataFusion in later commands), silence progress bars, or ask
 //! for one machine-readable JSON summary line on stdout.
 
@@ -50,6 +51,8 @@ enum Command {
     Tokenize(commands::tokenize::Args),
     /// Query runs and datasets with SQL (DataFusion): tables, message views, trajectory UDFs.
     Sql(commands::sql::Args),
+    Report(commands::report::Args),
+    Publish(commands::publish::Args),
 }
 
 /// Settings every command gets.
@@ -88,6 +91,8 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args, global, threads),
         Command::Tokenize(args) => commands::tokenize::run(args, global, threads),
         Command::Sql(args) => commands::sql::run(args, global),
+        Command::Report(args) => commands::report::run(args, global),
+        Command::Publish(args) => commands::publish::run(args, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,8 @@
 pub mod ingest;
 pub mod inspect;
 pub mod inspect_tokens;
+pub mod publish;
+pub mod report;
 pub mod run;
 pub mod sql;
 pub mod synth;
