@@ -66,6 +66,26 @@ pub fn python_can_import(modules: &str, require: &str, what: &str) -> bool {
     found
 }
 
+/// Runs a Python script from the repository with `args`, offline for Hugging Face (its caches
+/// under `hf_home`), asserts it succeeded and returns its stdout.
+pub fn python_script(script: &str, args: &[&std::ffi::OsStr], hf_home: &Path) -> String {
+    let o = Command::new("python3")
+        .arg(root().join(script))
+        .args(args)
+        .env("HF_HOME", hf_home)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_DATASETS_OFFLINE", "1")
+        .output()
+        .expect("python runs");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{script}: {out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
 /// Ingests through the library with default options.
 pub fn ingest_into(inputs: &[String], out: &Path, format: Option<Format>) -> Manifest {
     let mut opts = IngestOptions::new(inputs.to_vec(), out.to_path_buf());

@@ -9,7 +9,7 @@ use arrow::array::{Array, AsArray};
 use arrow::compute::{cast, concat_batches};
 use arrow::datatypes::DataType;
 
-use crate::common::{batches, python_can_import, quickstart_run, root, trajforge};
+use crate::common::{batches, python_can_import, python_script, quickstart_run, root, trajforge};
 
 fn publish(run: &Path, out: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["--json", "publish", run.to_str().expect("utf8"), "--out"];
@@ -335,19 +335,10 @@ fn load_with_datasets(dataset: &Path, tmp: &Path, configs: usize) {
     ) {
         return;
     }
-    let o = std::process::Command::new("python3")
-        .arg(root().join("tests/interop/load_published.py"))
-        .arg(dataset)
-        .env("HF_HOME", tmp.join("hf-home"))
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_DATASETS_OFFLINE", "1")
-        .output()
-        .expect("python runs");
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    let out = python_script(
+        "tests/interop/load_published.py",
+        &[dataset.as_os_str()],
+        &tmp.join("hf-home"),
     );
     assert!(
         out.contains(&format!(

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{python_can_import, quickstart_run, trajforge};
+use crate::common::{python_can_import, python_script, quickstart_run, trajforge};
 
 fn report_json(path: &Path, out: &Path) -> serde_json::Value {
     let o = trajforge(&[
@@ -260,17 +260,11 @@ fn notebooks_run_top_to_bottom_on_the_samples() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
-    let o = std::process::Command::new("python3")
-        .arg(crate::common::root().join("notebooks/run_notebooks.py"))
-        .arg(env!("CARGO_BIN_EXE_trajforge"))
-        .arg(tmp.path())
-        .output()
-        .expect("python runs");
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    let bin = std::ffi::OsStr::new(env!("CARGO_BIN_EXE_trajforge"));
+    let out = python_script(
+        "notebooks/run_notebooks.py",
+        &[bin, tmp.path().as_os_str()],
+        &tmp.path().join("hf-home"),
     );
     let notebooks = std::fs::read_dir(crate::common::root().join("notebooks"))
         .expect("notebooks")

@@ -11,7 +11,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
-use crate::common::{python_can_import, quickstart_run, root, trajforge};
+use crate::common::{python_can_import, python_script, quickstart_run, root, trajforge};
 
 struct Db(SessionContext);
 
@@ -370,18 +370,10 @@ fn stock_engines_read_every_output() {
     }
     let tmp = tempfile::tempdir().expect("tmp");
     let run = quickstart_run(tmp.path());
-    let o = std::process::Command::new("python3")
-        .arg(root().join("tests/interop/stock_engines.py"))
-        .arg(&run)
-        .env("HF_DATASETS_CACHE", tmp.path().join("hf-cache"))
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .expect("python runs");
-    let report = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&o.stderr)
+    let report = python_script(
+        "tests/interop/stock_engines.py",
+        &[run.as_os_str()],
+        &tmp.path().join("hf-home"),
     );
     for folder in ["kept", "filtered", "rejects", "shards", "tokenize_dropped"] {
         assert!(
