@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# The curated queries (queries/*.sql) over a synthetic corpus, timed through `trajforge sql`
-# (DataFusion; one process per query, as a user runs it) and through DuckDB (Python, a fresh
-# connection per query with the same tables and the tool_calls view defined over the same
-# Parquet files), in the same run; prints a table with the per-query ratio for bench/RESULTS.md.
+# The curated queries (queries/*.sql) and two point lookups over a synthetic corpus, timed
+# through `trajforge sql` (DataFusion; one process per query, as a user runs it) and through
+# DuckDB (Python, a fresh connection per query with the same tables and the tool_calls view
+# defined over the same Parquet files), in the same run; prints a table with the per-query ratio
+# for bench/RESULTS.md. Then the same queries over the same rows in other Parquet layouts
+# (LAYOUTS), rewritten from the run's kept/ and filtered/ by the `relayout` example.
 # Release build, run by hand.
-# Usage: bash bench/sql.sh [ROWS]   (default 300000; ~100 KB of text per row, so 300k rows need
-#                                   ~10 GB of disk for the run and hours to tokenize)
+# Usage: bash bench/sql.sh [ROWS]   (default 300000; ~120 KB of text per row and ~10 KB of zstd
+#                                   Parquet: 300k rows need ~10 GB of disk and hours to tokenize)
+#   REPEAT=3            best of REPEAT per query and engine
+#   LAYOUTS="before d32 d512 nobloom"   layouts compared with the run's own (default) one:
+#     before  = the writer before decoded bounds: 4,096 rows / 64 MB encoded, no bloom filters
+#     dN      = row groups of at most N MB decoded (default layout: d128), bloom filters on
+#     nobloom = the default layout without bloom filters
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-300000}
 REPEAT=${REPEAT:-3}
+LAYOUTS=${LAYOUTS-before d32 d512 nobloom}
 WORK=${BENCH_DIR:-target/bench-sql}
 mkdir -p "$WORK"
-cargo build -q --release -p trajforge-cli
+cargo build -q --release -p trajforge-cli -p trajforge-io --examples --bins
 BIN=$PWD/target/release/trajforge
+RELAYOUT=$PWD/target/release/examples/relayout
 corpus="$WORK/zero-$ROWS.parquet"
 [ -f "$corpus" ] || "$BIN" --quiet synth --kind zero --count "$ROWS" --seed 7 --defects 0.25 --out "$corpus"
 run="$WORK/run-$ROWS"
@@ -22,7 +31,35 @@ if [ ! -f "$run/manifest.json" ]; then
   sed -e '/^input:/d' -e '/^output:/d' \
       -e 's/max_tokens: 32768/max_tokens: 131072/' -e 's/pack_len: 32768/pack_len: 131072/' \
       pipelines/quickstart.yaml > "$WORK/bench.yaml"
-  "$BIN" --quiet run "$WORK/bench.yaml" --input "$corpus" --out "$run"
+  /usr/bin/time -f "# pipeline: %e s, peak RSS %M KB" \
+    "$BIN" --quiet run "$WORK/bench.yaml" --input "$corpus" --out "$run"
 fi
 du -sh "$run"/kept "$run"/filtered "$run"/shards | sed 's/^/# /'
-python3 bench/sql_duckdb.py "$BIN" "$run" queries "$REPEAT"
+python3 bench/sql_duckdb.py "$BIN" "$run" queries "$REPEAT" default
+
+relayout() {  # relayout NAME ROWS ENCODED_MB DECODED_MB BLOOM
+  local dir="$WORK/run-$ROWS-$1"
+  rm -rf "$dir" && cp -al "$run" "$dir"
+  for f in "$dir"/kept/*.parquet "$dir"/filtered/*.parquet; do
+    "$RELAYOUT" "$f" "$f" "$2" "$3" "$4" "$5"
+  done
+  python3 - "$dir" <<'PY'
+import sys, glob, pyarrow.parquet as pq
+groups = [m.row_group(i) for f in sorted(glob.glob(sys.argv[1] + "/kept/*.parquet"))
+          for m in [pq.ParquetFile(f).metadata] for i in range(m.num_row_groups)]
+rows = sorted(g.num_rows for g in groups)
+print(f"# {sys.argv[1]}: kept in {len(groups)} row groups, rows per group "
+      f"{rows[0]}..{rows[-1]}, max {max(g.total_byte_size for g in groups) / 2**20:.0f} MB "
+      f"uncompressed Parquet per group")
+PY
+  python3 bench/sql_duckdb.py "$BIN" "$dir" queries "$REPEAT" "$1"
+  rm -rf "$dir"
+}
+for layout in $LAYOUTS; do
+  case $layout in
+    before) relayout before 4096 64 0 0 ;;
+    nobloom) relayout nobloom 4096 64 128 0 ;;
+    d*) relayout "$layout" 4096 64 "${layout#d}" 1 ;;
+    *) echo "unknown layout $layout" >&2; exit 2 ;;
+  esac
+done

@@ -241,6 +241,8 @@ fn part_options(p: &Pipeline) -> PartOptions {
         rows_per_part: p.write.rows_per_shard,
         row_group_bytes: p.write.row_group_bytes,
         row_group_rows: p.write.row_group_rows,
+        row_group_decoded_bytes: p.write.row_group_decoded_bytes,
+        bloom_filter_columns: p.write.bloom_filter_columns.clone(),
         zstd_level: p.write.zstd_level,
         metadata: Vec::new(),
     }

@@ -26,6 +26,13 @@ pub struct WriteOptions {
     /// A row group is closed once its encoded size passes this many bytes.
     #[serde(default = "default_row_group_bytes")]
     pub row_group_bytes: usize,
+    /// … or once its rows' decoded (Arrow) size passes this many bytes: what a reader holds in
+    /// memory per row group and thread.
+    #[serde(default = "default_row_group_decoded_bytes")]
+    pub row_group_decoded_bytes: usize,
+    /// Columns with a bloom filter per row group, for point lookups (`WHERE trajectory_id = …`).
+    #[serde(default = "trajforge_io::writer::default_bloom_filter_columns")]
+    pub bloom_filter_columns: Vec<String>,
     /// zstd level (1–22).
     #[serde(default = "default_level")]
     pub zstd_level: i32,
@@ -43,6 +50,9 @@ fn default_row_group_rows() -> usize {
 fn default_row_group_bytes() -> usize {
     64 << 20
 }
+fn default_row_group_decoded_bytes() -> usize {
+    trajforge_io::writer::DEFAULT_ROW_GROUP_DECODED_BYTES
+}
 fn default_level() -> i32 {
     3
 }
@@ -54,6 +64,8 @@ impl Default for WriteOptions {
             rows_per_shard: default_rows_per_shard(),
             row_group_rows: default_row_group_rows(),
             row_group_bytes: default_row_group_bytes(),
+            row_group_decoded_bytes: default_row_group_decoded_bytes(),
+            bloom_filter_columns: trajforge_io::writer::default_bloom_filter_columns(),
             zstd_level: default_level(),
         }
     }
@@ -67,15 +79,16 @@ pub struct Write {
 impl OperatorDef for Write {
     const NAME: &'static str = "write";
     const KIND: StepKind = StepKind::Sink;
-    const SUMMARY: &'static str = "Writes kept and filtered rows as zstd Parquet shards, sorted by `sort_by`, with statistics and page indexes (last step; defaults apply when absent).";
+    const SUMMARY: &'static str = "Writes kept and filtered rows as zstd Parquet shards, sorted by `sort_by`, with statistics, page indexes and bloom filters on the id columns, row groups bounded by rows, encoded and decoded bytes (last step; defaults apply when absent).";
     const EXAMPLE: &'static str =
         "op: write\nsort_by: [repo, instance_id]\nrows_per_shard: 100000\nzstd_level: 3";
     type Options = WriteOptions;
 
     fn build(o: WriteOptions, _ctx: &StepCtx) -> Result<Arc<dyn Operator>, OpsError> {
-        if o.rows_per_shard == 0 || o.row_group_rows == 0 {
+        if o.rows_per_shard == 0 || o.row_group_rows == 0 || o.row_group_decoded_bytes == 0 {
             return Err(OpsError::Config(
-                "rows_per_shard and row_group_rows must be at least 1".into(),
+                "rows_per_shard, row_group_rows and row_group_decoded_bytes must be at least 1"
+                    .into(),
             ));
         }
         if !(1..=22).contains(&o.zstd_level) {
