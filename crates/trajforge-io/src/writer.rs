@@ -205,6 +205,11 @@ impl ParquetFile {
             .map_err(|e| IoError::write(&self.path, e))
     }
 
+    /// The final path (the file is there once finished).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Rows written so far.
     pub fn rows(&self) -> usize {
         self.rows
@@ -368,19 +373,62 @@ impl PartWriter {
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IoError> {
     use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(readable_by_all())
-        .tempfile_in(dir)
-        .map_err(|e| IoError::io(dir, e))?;
-    temp.write_all(bytes)
-        .map_err(|e| IoError::io(temp.path(), e))?;
-    temp.persist(path).map_err(|e| IoError::io(path, e.error))?;
-    Ok(())
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes)
+        .map_err(|e| IoError::io(file.temp_path(), e))?;
+    file.commit()
+}
+
+/// A file streamed (buffered) to a temporary name in its final directory and renamed into place
+/// by [`AtomicFile::commit`]; dropped without a commit, the temporary file is removed, so a
+/// failed or interrupted write leaves nothing behind at `path`.
+pub struct AtomicFile {
+    temp: std::io::BufWriter<NamedTempFile>,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    pub fn create(path: &Path) -> Result<AtomicFile, IoError> {
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .permissions(readable_by_all())
+            .tempfile_in(dir)
+            .map_err(|e| IoError::io(dir, e))?;
+        Ok(AtomicFile {
+            temp: std::io::BufWriter::with_capacity(1 << 20, temp),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Where the bytes go until the commit.
+    pub fn temp_path(&self) -> &Path {
+        self.temp.get_ref().path()
+    }
+
+    /// Flushes and renames the file to its final path.
+    pub fn commit(self) -> Result<(), IoError> {
+        let AtomicFile { temp, path } = self;
+        let temp = temp
+            .into_inner()
+            .map_err(|e| IoError::io(&path, e.into_error()))?;
+        temp.persist(&path)
+            .map_err(|e| IoError::io(&path, e.error))?;
+        Ok(())
+    }
+}
+
+impl std::io::Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.temp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.temp.flush()
+    }
 }
 
 /// Outputs are datasets for other tools and users: 0644, not tempfile's private 0600.
@@ -402,6 +450,33 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::*;
+
+    #[test]
+    fn atomic_file_appears_only_on_commit() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.csv");
+        let mut dropped = AtomicFile::create(&path).expect("create");
+        dropped.write_all(b"half a result").expect("write");
+        drop(dropped);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
+        assert!(
+            left.is_empty(),
+            "an uncommitted file leaves nothing: {left:?}"
+        );
+
+        let mut file = AtomicFile::create(&path).expect("create");
+        for line in 0..10_000 {
+            writeln!(file, "line {line}").expect("write");
+        }
+        assert!(!path.exists(), "not visible before the commit");
+        file.commit().expect("commit");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text.lines().count(), 10_000);
+        assert_eq!(text.lines().last(), Some("line 9999"));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).expect("list").collect();
+        assert_eq!(names.len(), 1, "the temporary file was renamed, not copied");
+    }
 
     fn message_fields() -> Fields {
         Fields::from(vec![

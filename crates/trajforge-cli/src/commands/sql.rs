@@ -3,16 +3,14 @@
 //! is printed); without, opens a REPL: history, statements spanning lines until `;`, `\d` to list
 //! tables, `\d NAME` for a schema, `\q` to quit.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use arrow::record_batch::RecordBatch;
 use clap::Args as ClapArgs;
 use datafusion::prelude::SessionContext;
 use rustyline::error::ReadlineError;
 use trajforge_sql::catalog::Catalog;
-use trajforge_sql::output::{Format, write_parquet, write_text};
+use trajforge_sql::output::{Format, ResultWriter, drain, write_result};
 
 use crate::Global;
 
@@ -73,47 +71,22 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     })
 }
 
-/// Runs every statement of `sql`; prints the last result.
+/// Runs every statement of `sql`; streams the last one's result to the output.
 async fn run_query(ctx: &SessionContext, sql: &str, args: &Args, format: Format) -> Result<()> {
     let statements = split_statements(sql);
-    if statements.is_empty() {
+    let Some((last, before)) = statements.split_last() else {
         bail!("no SQL statement given");
-    }
-    let mut last = None;
-    for s in &statements {
+    };
+    for s in before {
         let df = ctx.sql(s).await.with_context(|| format!("in: {s}"))?;
-        let schema = df.schema().inner().clone();
-        let batches = df.collect().await.with_context(|| format!("in: {s}"))?;
-        last = Some((schema, batches));
+        drain(df).await.with_context(|| format!("in: {s}"))?;
     }
-    let (schema, batches) = last.context("no statement ran")?;
-    emit(&schema, &batches, args, format)
-}
-
-fn emit(
-    schema: &arrow::datatypes::SchemaRef,
-    batches: &[RecordBatch],
-    args: &Args,
-    format: Format,
-) -> Result<()> {
-    if format == Format::Parquet {
-        let path = args.output.as_ref().context("--output is required")?;
-        write_parquet(path, schema, batches)?;
-        return Ok(());
-    }
-    match &args.output {
-        Some(path) => {
-            let mut buf = Vec::new();
-            write_text(&mut buf, schema, batches, format, args.max_width)?;
-            trajforge_io::writer::write_atomic(path, &buf)?;
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            write_text(&mut lock, schema, batches, format, args.max_width)?;
-            lock.flush()?;
-        }
-    }
+    let df = ctx.sql(last).await.with_context(|| format!("in: {last}"))?;
+    let schema = df.schema().inner().clone();
+    let out = ResultWriter::create(&schema, format, args.output.as_deref(), args.max_width)?;
+    write_result(df, out)
+        .await
+        .with_context(|| format!("in: {last}"))?;
     Ok(())
 }
 
