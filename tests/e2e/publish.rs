@@ -45,6 +45,14 @@ fn all_rows(dir: &Path) -> arrow::record_batch::RecordBatch {
     concat_batches(&parts[0].schema(), &parts).expect("concat")
 }
 
+/// Kept rows of `run` whose `source_dataset` is `source`.
+fn kept_rows_from(run: &Path, source: &str) -> usize {
+    string_column(&all_rows(&run.join("kept")), "source_dataset")
+        .iter()
+        .filter(|s| s.as_deref() == Some(source))
+        .count()
+}
+
 fn sha256sum_check(dataset: &Path) {
     let o = std::process::Command::new("sha256sum")
         .args(["-c", "--strict", "SHA256SUMS"])
@@ -95,7 +103,14 @@ fn quickstart_run_publishes_in_the_hub_layout_with_an_honest_card() {
 
     // Front matter: license of the sources, configs with data files, split sizes.
     let (front, body) = front_matter(&dataset);
-    assert_eq!(front["license"].as_str(), Some("cc-by-4.0"));
+    // NVIDIA's rows (CC-BY-4.0) and synth's generated ones (trajforge's Apache-2.0).
+    let licenses: Vec<&str> = front["license"]
+        .as_sequence()
+        .expect("a license list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(licenses, ["apache-2.0", "cc-by-4.0"]);
     assert_eq!(front["pretty_name"].as_str(), Some("quickstart-demo"));
     assert_eq!(
         front["configs"][0]["config_name"].as_str(),
@@ -133,6 +148,21 @@ fn quickstart_run_publishes_in_the_hub_layout_with_an_honest_card() {
         "{body}"
     );
     assert!(body.contains("by NVIDIA (https://huggingface.co/datasets/nvidia/SWE-Zero-openhands-trajectories), licensed under CC-BY-4.0"));
+    // Each source's rows as the kept rows record them; synthetic rows are not NVIDIA's.
+    for (source, format, license) in [
+        (
+            "nvidia/SWE-Zero-openhands-trajectories",
+            "nvidia_openhands",
+            "cc-by-4.0",
+        ),
+        ("trajforge/synth-zero", "nvidia_openhands", "apache-2.0"),
+    ] {
+        let rows = kept_rows_from(&run, source);
+        assert!(rows > 0, "no kept rows from {source}");
+        let line = format!("| {source} | {format} | {rows} | {license} |");
+        assert!(body.contains(&line), "missing {line} in {body}");
+    }
+    assert!(!body.contains("material from *trajforge"), "{body}");
     assert!(
         body.contains("Apache-2.0 (13), BSD-3-Clause (12), MIT (11)"),
         "{body}"

@@ -48,6 +48,11 @@ fn nvidia_rows_round_trip_exactly() {
     assert_eq!(got.len(), src.len());
     for (s, t) in src.iter().zip(&got) {
         assert_eq!(t.source_format, "nvidia_openhands");
+        // `dataset` names the task's benchmark, not where the trajectory was published.
+        assert_eq!(
+            t.source_dataset.as_deref(),
+            Some("nvidia/SWE-Zero-openhands-trajectories")
+        );
         assert_eq!(s["trajectory_id"].as_str(), Some(t.trajectory_id.as_str()));
         assert_eq!(text(&s["instance_id"]), t.instance_id);
         assert_eq!(text(&s["model_patch"]), t.model_patch);
@@ -325,6 +330,9 @@ fn parquet_input_round_trips_synthetic_rows() {
     let got = run.rows;
     assert_eq!(got.len(), expected.len());
     for (e, t) in expected.iter().zip(&got) {
+        // Generated rows in nvidia's layout are credited to synth, not to NVIDIA's dataset.
+        assert_eq!(t.source_format, "nvidia_openhands");
+        assert_eq!(t.source_dataset.as_deref(), Some("trajforge/synth-hero"));
         assert_eq!(
             (e.trajectory_id.as_str(), e.instance_id.as_str()),
             (
@@ -358,4 +366,16 @@ fn parquet_input_round_trips_synthetic_rows() {
             assert_eq!(calls, got_calls);
         }
     }
+    // The user's --source names every row, synth's mark included.
+    let out = dir.path().join("named");
+    let mut opts = trajforge_io::IngestOptions::new(vec![path.display().to_string()], out.clone());
+    opts.source = Some("lab/own-hero-run".into());
+    trajforge_io::ingest(&opts, &trajforge_io::ingest::NoProgress).expect("ingest");
+    let named = crate::common::trajectories(&out);
+    assert_eq!(named.len(), 12);
+    assert!(
+        named
+            .iter()
+            .all(|t| t.source_dataset.as_deref() == Some("lab/own-hero-run"))
+    );
 }

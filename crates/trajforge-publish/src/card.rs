@@ -249,7 +249,7 @@ impl Card<'_> {
                  tokenized renderings of the kept rows.\n",
                 a.title,
                 a.holder,
-                a.url,
+                a.url.unwrap_or("no public address"),
                 a.license.to_uppercase()
             );
         }

@@ -477,7 +477,11 @@ pub fn clean_row(seed: u64, k: u64, rollout: u32, kind: Kind, turns: Option<usiz
     b.finish();
     let trajectory_id = text::uuid(&mut b.rng);
     let model_patch = patch_for(seed, k, &inst, &mut b.rng);
-    let dataset = format!("trajforge/synth-{}", kind.name());
+    let dataset = format!(
+        "{}{}",
+        trajforge_io::formats::SYNTH_DATASET_PREFIX,
+        kind.name()
+    );
     SynthRow {
         instance_id: inst.instance_id.clone(),
         repo: inst.repo.clone(),

@@ -9,6 +9,7 @@ mod messages;
 mod mini_swe_agent;
 mod openai;
 mod openhands;
+pub use openhands::SYNTH_DATASET_PREFIX;
 pub mod raw;
 mod swe_agent;
 mod swe_smith;
@@ -210,9 +211,11 @@ impl Draft {
         }
         t.source_format = format.name().to_string();
         t.stage = ctx.stage;
+        // The user's --source first, then what the record says of itself, then the format's.
         t.source_dataset = ctx
             .source
             .map(str::to_string)
+            .or(t.source_dataset.take())
             .or_else(|| format.default_dataset(ctx.stage).map(str::to_string));
         if t.repo.is_none() {
             t.repo = t

@@ -12,9 +12,22 @@ fn take_trajectory(d: &mut Draft, obj: &mut RawObject, key: &str) -> Result<(), 
     pair_tool_results(&mut d.t.messages)
 }
 
+/// What `trajforge synth` writes in the `dataset` field of its rows (then `zero` or `hero`).
+pub const SYNTH_DATASET_PREFIX: &str = "trajforge/synth-";
+
 /// `instance_id, repo, license, trajectory_id, trajectory, model_patch, dataset`.
 pub(super) fn parse_nvidia(mut obj: RawObject) -> Result<Draft, DataError> {
     let mut d = Draft::new(Some("openhands"));
+    // `dataset` names the benchmark a task came from and stays in `metadata`, except for the mark
+    // synth leaves: generated rows in nvidia's layout are not NVIDIA's data, and must be neither
+    // credited to nor licensed as their dataset.
+    if let Some(name) = obj
+        .peek("dataset")
+        .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+        .filter(|name| name.starts_with(SYNTH_DATASET_PREFIX))
+    {
+        d.t.source_dataset = Some(name);
+    }
     d.t.trajectory_id = obj.take_string("trajectory_id")?.unwrap_or_default();
     d.t.instance_id = obj.take_string("instance_id")?;
     d.t.repo = obj.take_string("repo")?;
