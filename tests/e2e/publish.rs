@@ -205,6 +205,24 @@ fn staged_run_publishes_one_config_per_stage_across_shards_deterministically() {
     assert_eq!(names, ["zero", "hero", "packed"]);
 
     let kept = all_rows(&run.join("kept"));
+    // `trajforge sql --data DATASET`: `trajectories` spans the stage configs (several files
+    // each), `packed` is the packed config, `runs` the embedded manifest.
+    let o = trajforge(&[
+        "sql",
+        "--data",
+        a.to_str().expect("utf8"),
+        "--format",
+        "csv",
+        "SELECT (SELECT count(*) FROM trajectories) AS t, \
+                (SELECT count(DISTINCT stage) FROM trajectories) AS s, \
+                (SELECT count(*) FROM packed) AS p, (SELECT count(*) FROM runs) AS r",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let packed = all_rows(&run.join("shards")).num_rows();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().nth(1),
+        Some(format!("{},2,{packed},1", kept.num_rows()).as_str())
+    );
     let stages = string_column(&kept, "stage");
     let ids = string_column(&kept, "trajectory_id");
     for stage in ["zero", "hero"] {

@@ -8,6 +8,9 @@ pub enum IoError {
     /// The invocation is wrong: no such input, an unknown format name, an unusable output path.
     #[error("{0}")]
     Config(String),
+    /// The folder given is not a trajforge output (the message says what was expected).
+    #[error("{}: {message}", path.display())]
+    Layout { path: PathBuf, message: String },
     /// The file system failed on a path.
     #[error("{}: {source}", path.display())]
     Io {

@@ -1,6 +1,8 @@
-//! Where the tables of a run, an ingest output or a published dataset live.
+//! The files of a run, an ingest output or a published dataset that the statistics read.
 
 use std::path::{Path, PathBuf};
+
+use trajforge_io::{IoError, OutputLayout};
 
 use crate::ReportError;
 
@@ -20,42 +22,21 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// Looks at `root` and finds what trajforge wrote there.
+    /// Looks at `root` and finds what trajforge wrote there (`trajforge_io::layout`).
     pub fn discover(root: &Path) -> Result<Layout, ReportError> {
-        if !root.is_dir() {
-            return Err(ReportError::Usage {
-                path: root.to_path_buf(),
-                message: "not a directory (give a run's output folder or a published dataset)"
-                    .into(),
-            });
-        }
-        let mut layout = Layout {
+        let found = OutputLayout::discover(root).map_err(|e| match e {
+            IoError::Layout { path, message } => ReportError::Usage { path, message },
+            other => ReportError::data(root, other),
+        })?;
+        let files = |table: &str| found.files(table).map_err(|e| ReportError::data(root, e));
+        let layout = Layout {
             root: root.to_path_buf(),
-            filtered: parquet_files(&root.join("filtered"))?,
-            rejects: parquet_files(&root.join("rejects"))?,
-            ..Layout::default()
+            trajectories: files("trajectories")?,
+            filtered: files("filtered")?,
+            rejects: files("rejects")?,
+            packed: files("packed")?,
+            manifest: found.manifest.as_deref().map(read_manifest).transpose()?,
         };
-        let data = root.join("data");
-        if data.is_dir() {
-            for config in sorted_entries(&data)? {
-                if !config.is_dir() {
-                    continue;
-                }
-                let files = parquet_files(&config)?;
-                if config.file_name().is_some_and(|n| n == "packed") {
-                    layout.packed = files;
-                } else {
-                    layout.trajectories.extend(files);
-                }
-            }
-        } else {
-            layout.trajectories = parquet_files(&root.join("kept"))?;
-            if layout.trajectories.is_empty() {
-                layout.trajectories = parquet_files(&root.join("trajectories"))?;
-            }
-            layout.packed = parquet_files(&root.join("shards"))?;
-        }
-        layout.manifest = read_manifest(root)?;
         if layout.trajectories.is_empty() && layout.packed.is_empty() {
             return Err(ReportError::Usage {
                 path: root.to_path_buf(),
@@ -76,40 +57,8 @@ impl Layout {
     }
 }
 
-fn read_manifest(root: &Path) -> Result<Option<serde_json::Value>, ReportError> {
-    for path in [
-        root.join("manifest.json"),
-        root.join("provenance").join("manifest.json"),
-    ] {
-        if path.is_file() {
-            let text = std::fs::read_to_string(&path).map_err(|e| ReportError::io(&path, e))?;
-            let value = serde_json::from_str(&text)
-                .map_err(|e| ReportError::data(&path, format!("not a JSON manifest: {e}")))?;
-            return Ok(Some(value));
-        }
-    }
-    Ok(None)
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| ReportError::io(dir, e))? {
-        entries.push(entry.map_err(|e| ReportError::io(dir, e))?.path());
-    }
-    entries.sort();
-    Ok(entries)
-}
-
-/// `*.parquet` directly in `dir` (none when it does not exist), skipping temporary files.
-pub fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    Ok(sorted_entries(dir)?
-        .into_iter()
-        .filter(|p| {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            name.ends_with(".parquet") && !name.starts_with('.')
-        })
-        .collect())
+fn read_manifest(path: &Path) -> Result<serde_json::Value, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ReportError::io(path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ReportError::data(path, format!("not a JSON manifest: {e}")))
 }

@@ -1,33 +1,25 @@
 //! Which tables a data directory holds, and their registration.
 //!
-//! A directory is recognised by its sub-folders, the layouts trajforge writes: a pipeline run
-//! (`kept/`, `filtered/`, `rejects/`, `shards/`, `tokenized/`, `tokenize_dropped/`,
-//! `manifest.json`), an ingest output (`trajectories/`, `rejects/`), a `trajforge tokenize`
-//! output (`tokenized/` or `shards/`, `dropped/`), or simply a folder of canonical Parquet files
-//! (`trajectories`). Each table is a DataFusion listing table over the folder's `*.parquet`
-//! files, so nothing is copied or loaded up front. With one directory the tables live in the
-//! default schema; with several, each directory gets a schema named after it (`runa.kept`…),
-//! while `runs` and `run_steps` cover every directory from the default schema.
+//! A directory is recognised by the layouts trajforge writes ([`trajforge_io::layout`]: a run,
+//! an ingest or tokenize output, a published dataset, or a folder of canonical Parquet). Each
+//! table is a DataFusion listing table over its folders' `*.parquet` files (a published
+//! dataset's `trajectories` spans its configs), so nothing is copied or loaded up front. With
+//! one directory the tables live in the default schema; with several, each directory gets a
+//! schema named after it (`runa.kept`…), while `runs` and `run_steps` cover every directory from
+//! the default schema.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::common::TableReference;
+use datafusion::datasource::file_format::options::ReadOptions;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use trajforge_io::{IoError, OutputLayout};
 
 use crate::SqlError;
 use crate::manifests;
-
-/// Table names and the sub-folders they may come from, in order of preference.
-pub const FOLDER_TABLES: [(&str, &[&str]); 6] = [
-    ("trajectories", &["kept", "trajectories"]),
-    ("filtered", &["filtered"]),
-    ("rejects", &["rejects"]),
-    ("packed", &["shards"]),
-    ("tokenized", &["tokenized"]),
-    ("tokenize_dropped", &["tokenize_dropped", "dropped"]),
-];
 
 /// The default schema.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -40,9 +32,9 @@ pub struct DataDir {
     pub name: String,
     /// The schema its tables live in.
     pub schema: String,
-    /// `(table, folder)` pairs.
-    pub tables: Vec<(String, PathBuf)>,
-    /// Its `manifest.json`, when it is a run.
+    /// `(table, folders)` pairs.
+    pub tables: Vec<(String, Vec<PathBuf>)>,
+    /// Its run manifest, when it has one.
     pub manifest: Option<PathBuf>,
 }
 
@@ -77,13 +69,12 @@ pub async fn register(ctx: &SessionContext, dirs: &[PathBuf]) -> Result<Catalog,
                 .ok_or_else(|| SqlError::Usage("the default catalog is missing".into()))?
                 .register_schema(&dir.schema, provider)?;
         }
-        for (table, folder) in &dir.tables {
+        for (table, folders) in &dir.tables {
             let reference = TableReference::partial(dir.schema.as_str(), table.as_str());
-            let location = folder.display().to_string();
-            ctx.register_parquet(reference, &location, ParquetReadOptions::default())
+            register_listing(ctx, reference, folders)
                 .await
                 .map_err(|e| SqlError::Data {
-                    path: folder.clone(),
+                    path: folders.first().cloned().unwrap_or_else(|| dir.path.clone()),
                     message: format!("cannot read as the `{table}` table: {e}"),
                 })?;
         }
@@ -141,49 +132,46 @@ fn dir_name(dir: &Path) -> String {
 
 /// What `path` holds.
 fn discover(path: &Path, schema: String) -> Result<DataDir, SqlError> {
-    if !path.is_dir() {
-        return Err(SqlError::Usage(format!(
-            "{}: not a directory (--data takes a run, ingest or dataset folder)",
-            path.display()
-        )));
-    }
-    let mut tables = Vec::new();
-    for (table, folders) in FOLDER_TABLES {
-        let found = folders
-            .iter()
-            .map(|f| path.join(f))
-            .find(|f| has_parquet(f));
-        if let Some(folder) = found {
-            tables.push((table.to_string(), folder));
-        }
-    }
-    if tables.is_empty() && has_parquet(path) {
-        tables.push(("trajectories".to_string(), path.to_path_buf()));
-    }
-    let manifest = Some(path.join("manifest.json")).filter(|m| m.is_file());
-    if tables.is_empty() && manifest.is_none() {
-        return Err(SqlError::Usage(format!(
-            "{}: no trajforge outputs here (expected kept/, filtered/, rejects/, shards/, \
-             trajectories/ or tokenized/ folders of Parquet files, a manifest.json, or *.parquet files)",
-            path.display()
-        )));
-    }
+    let layout = OutputLayout::discover(path).map_err(|e| match e {
+        IoError::Layout { .. } => SqlError::Usage(e.to_string()),
+        other => SqlError::Data {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    })?;
     Ok(DataDir {
         path: path.to_path_buf(),
         name: dir_name(path),
         schema,
-        tables,
-        manifest,
+        tables: layout.tables,
+        manifest: layout.manifest,
     })
 }
 
-/// True when `dir` directly holds at least one `*.parquet` file.
-fn has_parquet(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|e| e.path().extension().is_some_and(|x| x == "parquet") && e.path().is_file())
-    })
+/// One listing table over the `*.parquet` files of `folders` (as `register_parquet` makes for
+/// one folder), its schema read from the first file.
+async fn register_listing(
+    ctx: &SessionContext,
+    reference: TableReference,
+    folders: &[PathBuf],
+) -> datafusion::error::Result<()> {
+    let urls = folders
+        .iter()
+        .map(|f| {
+            let url = ListingTableUrl::parse(f.display().to_string())?;
+            Ok(url.with_table_ref(reference.clone()))
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let options = ParquetReadOptions::default()
+        .to_listing_options(&ctx.copied_config(), ctx.copied_table_options());
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    let table = ListingTable::try_new(config)?
+        .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
+    ctx.register_table(reference, Arc::new(table))?;
+    Ok(())
 }
 
 #[cfg(test)]
