@@ -26,13 +26,13 @@ RELAYOUT=$PWD/target/release/examples/relayout
 corpus="$WORK/zero-$ROWS.parquet"
 [ -f "$corpus" ] || "$BIN" --quiet synth --kind zero --count "$ROWS" --seed 7 --defects 0.25 --out "$corpus"
 run="$WORK/run-$ROWS"
-if [ ! -f "$run/manifest.json" ]; then
+if [ ! -f "$run/manifest.json" ]; then  # (--resume: an interrupted run goes on from its last stage)
   # quickstart's filters, dedupe and write, then tokenize + pack at the paper's 131,072 tokens.
   sed -e '/^input:/d' -e '/^output:/d' \
       -e 's/max_tokens: 32768/max_tokens: 131072/' -e 's/pack_len: 32768/pack_len: 131072/' \
       pipelines/quickstart.yaml > "$WORK/bench.yaml"
   /usr/bin/time -f "# pipeline: %e s, peak RSS %M KB" \
-    "$BIN" --quiet run "$WORK/bench.yaml" --input "$corpus" --out "$run"
+    "$BIN" --quiet run "$WORK/bench.yaml" --input "$corpus" --out "$run" --resume
 fi
 du -sh "$run"/kept "$run"/filtered "$run"/shards | sed 's/^/# /'
 python3 bench/sql_duckdb.py "$BIN" "$run" queries "$REPEAT" default

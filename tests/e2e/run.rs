@@ -564,7 +564,8 @@ fn explain_prints_steps_and_plans_without_running() {
 /// it fails with a message that says what to change.
 /// A 400-row synthetic corpus (~50 MB of trajectories) under 64 MiB on one thread (it runs from
 /// 32 MiB and still spills at 96 MiB, so the check is not on a knife edge): the write sort
-/// spills (the manifest says how much) and the outputs are byte-identical to an unlimited run;
+/// spills (the manifest says how much, compressed) and the outputs are byte-identical to an
+/// unlimited run;
 /// under 1 MiB the run fails naming the setting to raise.
 #[test]
 fn memory_limit_spills_or_fails_clearly() {
@@ -591,6 +592,16 @@ fn memory_limit_spills_or_fails_clearly() {
         spilled["timings"]["write_spilled_bytes"].as_u64() > Some(0),
         "64 MiB should make the write sort spill: {}",
         spilled["timings"]
+    );
+    // Spills are zstd-compressed Arrow IPC: measured at 1.7× the zstd Parquet corpus (10 MB);
+    // uncompressed they were 17× (101 MB), more than the disk a large corpus leaves.
+    let corpus_bytes = std::fs::metadata(&corpus).expect("corpus").len();
+    let spilled_bytes = spilled["timings"]["write_spilled_bytes"]
+        .as_u64()
+        .expect("spilled bytes");
+    assert!(
+        spilled_bytes < 4 * corpus_bytes,
+        "spills should be compressed: {spilled_bytes} bytes for a {corpus_bytes}-byte corpus"
     );
     assert_eq!(dir_bytes(&tight, &OUTPUTS), dir_bytes(&free, &OUTPUTS));
     let fail = tmp.path().join("fail").display().to_string();
