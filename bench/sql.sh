@@ -11,8 +11,9 @@
 #   REPEAT=3            best of REPEAT per query and engine
 #   LAYOUTS="before d32 d512 nobloom"   layouts compared with the run's own (default) one:
 #     before  = the writer before decoded bounds: 4,096 rows / 64 MB encoded, no bloom filters
-#     dN      = row groups of at most N MB decoded (default layout: d128), bloom filters on
-#     nobloom = the default layout without bloom filters
+#     dN      = row groups of at most N MB decoded, bloom filters on (the writer's default is
+#               d32; a run written before that commit keeps its own groups until relaid out)
+#     nobloom = 128 MB decoded groups without bloom filters
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-300000}
