@@ -9,6 +9,9 @@
 # Usage: bash bench/sql.sh [ROWS]   (default 300000; ~120 KB of text per row and ~10 KB of zstd
 #                                   Parquet: 300k rows need ~10 GB of disk and hours to tokenize)
 #   REPEAT=3            best of REPEAT per query and engine
+#   TOKENIZE=0          the pipeline stops after write (no tokenize + pack, which is ~80% of
+#                       its time): the run goes to run-ROWS-notok and the queries over `packed`
+#                       are listed as not run
 #   LAYOUTS="before d32 d512 nobloom"   layouts compared with the run's own (default) one:
 #     before  = the writer before decoded bounds: 4,096 rows / 64 MB encoded, no bloom filters
 #     dN      = row groups of at most N MB decoded, bloom filters on (the writer's default is
@@ -19,6 +22,7 @@ cd "$(dirname "$0")/.."
 ROWS=${1:-300000}
 REPEAT=${REPEAT:-3}
 LAYOUTS=${LAYOUTS-before d32 d512 nobloom}
+TOKENIZE=${TOKENIZE:-1}
 WORK=${BENCH_DIR:-target/bench-sql}
 mkdir -p "$WORK"
 cargo build -q --release -p trajforge-cli -p trajforge-io --examples --bins
@@ -27,19 +31,22 @@ RELAYOUT=$PWD/target/release/examples/relayout
 corpus="$WORK/zero-$ROWS.parquet"
 [ -f "$corpus" ] || "$BIN" --quiet synth --kind zero --count "$ROWS" --seed 7 --defects 0.25 --out "$corpus"
 run="$WORK/run-$ROWS"
+config="$WORK/bench.yaml"
+[ "$TOKENIZE" = 1 ] || { run="$run-notok"; config="$WORK/bench-notok.yaml"; }
 if [ ! -f "$run/manifest.json" ]; then  # (--resume: an interrupted run goes on from its last stage)
   # quickstart's filters, dedupe and write, then tokenize + pack at the paper's 131,072 tokens.
   sed -e '/^input:/d' -e '/^output:/d' \
       -e 's/max_tokens: 32768/max_tokens: 131072/' -e 's/pack_len: 32768/pack_len: 131072/' \
-      pipelines/quickstart.yaml > "$WORK/bench.yaml"
+      pipelines/quickstart.yaml > "$config"
+  [ "$TOKENIZE" = 1 ] || sed -i '/^  - op: tokenize$/,$d' "$config"
   /usr/bin/time -f "# pipeline: %e s, peak RSS %M KB" \
-    "$BIN" --quiet run "$WORK/bench.yaml" --input "$corpus" --out "$run" --resume
+    "$BIN" --quiet run "$config" --input "$corpus" --out "$run" --resume
 fi
-du -sh "$run"/kept "$run"/filtered "$run"/shards | sed 's/^/# /'
+du -sh "$run"/kept "$run"/filtered $([ -d "$run/shards" ] && echo "$run/shards") | sed 's/^/# /'
 python3 bench/sql_duckdb.py "$BIN" "$run" queries "$REPEAT" default
 
 relayout() {  # relayout NAME ROWS ENCODED_MB DECODED_MB BLOOM
-  local dir="$WORK/run-$ROWS-$1"
+  local dir="$run-$1"
   rm -rf "$dir" && cp -al "$run" "$dir"
   for f in "$dir"/kept/*.parquet "$dir"/filtered/*.parquet; do
     "$RELAYOUT" "$f" "$f" "$2" "$3" "$4" "$5"

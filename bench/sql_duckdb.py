@@ -5,10 +5,13 @@ Best of REPEAT wall-clock times per engine. trajforge is timed as a process (sta
 registration, query, CSV output) and its peak RSS taken with /usr/bin/time; DuckDB from a fresh
 in-process connection (views, query, fetch), so the ratio includes trajforge's process start.
 Queries DuckDB cannot run unchanged (trajforge's own functions, or the manifest tables) are
-listed with the reason. The lookups select one trajectory by `trajectory_id` and one task's
-rollouts by `instance_id`, both ids picked from the middle of the kept rows.
+listed with the reason, and so are the queries over `packed` when the run has no shards (a
+pipeline without tokenize + pack, `TOKENIZE=0` in bench/sql.sh). The lookups select one
+trajectory by `trajectory_id` and one task's rollouts by `instance_id`, both ids picked from the
+middle of the kept rows.
 """
 
+import re
 import subprocess
 import sys
 import time
@@ -19,12 +22,12 @@ import duckdb
 VIEWS = """
 CREATE VIEW trajectories AS SELECT * FROM read_parquet('{run}/kept/*.parquet');
 CREATE VIEW filtered AS SELECT * FROM read_parquet('{run}/filtered/*.parquet');
-CREATE VIEW packed AS SELECT * FROM read_parquet('{run}/shards/*.parquet');
 CREATE VIEW tool_calls AS
   SELECT trajectory_id, c.id AS call_id, c.name AS name, c.arguments AS arguments
   FROM (SELECT trajectory_id, unnest(m.tool_calls) AS c
         FROM (SELECT trajectory_id, unnest(messages) AS m FROM trajectories));
 """
+PACKED = "CREATE VIEW packed AS SELECT * FROM read_parquet('{run}/shards/*.parquet');"
 
 LOOKUP = ("SELECT trajectory_id, instance_id, num_messages, content_bytes FROM trajectories "
           "WHERE {column} = '{value}' ORDER BY trajectory_id")
@@ -51,6 +54,8 @@ def duck(run, sql):
     con = duckdb.connect()
     con.execute("SET threads = 2")
     con.execute(VIEWS.format(run=run))
+    if (Path(run) / "shards").is_dir():
+        con.execute(PACKED.format(run=run))
     rows = con.execute(sql).fetchall()
     con.close()
     return time.perf_counter() - start, 0.0, len(rows)
@@ -73,7 +78,11 @@ def main(binary, run, queries, repeat=3, layout="default"):
           f"| DuckDB {duckdb.__version__} (s) | trajforge / DuckDB |")
     print("|---|---|---:|---:|---:|---:|---:|")
     cases = [(p.stem, p.read_text()) for p in sorted(Path(queries).glob("*.sql"))] + lookups(run)
+    has_shards = (Path(run) / "shards").is_dir()
     for name, sql in cases:
+        if not has_shards and re.search(r"\bpacked\b", sql):
+            print(f"| {layout} | {name} | | not run: no shards | | | |", flush=True)
+            continue
         t_tf, rss, rows_tf = best(lambda: trajforge(binary, run, sql), repeat)
         try:
             t_duck, _, rows_duck = best(lambda: duck(run, sql), repeat)
