@@ -353,6 +353,15 @@ fn trajforge_sql_prints_formats_and_copies() {
     let o = trajforge(&["sql", "--data", empty.to_str().expect("utf8"), "SELECT 1"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("no trajforge outputs"));
+
+    // A misspelt column: the statement, the missing name and the valid ones, said once
+    // (DataFusion's error repeats its cause's text at each level of the chain).
+    let o = trajforge(&["sql", "--data", data, "SELECT tool FROM tool_calls"]);
+    assert!(!o.status.success());
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("in: SELECT tool FROM tool_calls"), "{said}");
+    assert!(said.contains("tool_calls.name"), "{said}");
+    assert_eq!(said.matches("No field named tool").count(), 1, "{said}");
 }
 
 /// Every Parquet output of a run is read unchanged, with the same rows, columns and nested

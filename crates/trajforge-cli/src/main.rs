@@ -98,11 +98,28 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("error: {}", causes.join(": "));
+            eprintln!("error: {}", error_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. DataFusion's errors (and ours that wrap them) repeat
+/// their source's text in their own message, so a cause already said is not said again: a bad
+/// column name reads once, not three times.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// `trajforge inspect … | head` closes the pipe early: that is the reader's choice, not an error.
