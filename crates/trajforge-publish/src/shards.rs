@@ -58,10 +58,14 @@ pub fn write_configs(
     root: &Path,
 ) -> Result<Vec<ConfigFiles>, PublishError> {
     let input_bytes = total_bytes(&layout.trajectories)?;
+    let stages: Vec<Option<String>> = stats
+        .stages
+        .iter()
+        .map(|stage| (stage.name != "(none)").then(|| stage.name.clone()))
+        .collect();
+    let names = config_names(&stages)?;
     let mut writers = Vec::new();
-    for stage in &stats.stages {
-        let value = (stage.name != "(none)").then(|| stage.name.clone());
-        let config = config_name(value.as_deref())?;
+    for ((stage, value), config) in stats.stages.iter().zip(stages).zip(names) {
         let shards = shard_count(input_bytes, stage.count, stats.trajectories, options);
         writers.push(ConfigWriter::new(
             root,
@@ -92,6 +96,28 @@ pub fn write_configs(
         );
     }
     Ok(configs)
+}
+
+/// One config name per stage, refusing two stages that would share a folder: `ZERO` and `zero`
+/// both become `zero`, and a stage called `trajectories` meets the unstaged rows; writing both
+/// into one config would mix their rows under the first stage's counts.
+fn config_names(stages: &[Option<String>]) -> Result<Vec<String>, PublishError> {
+    let mut names: Vec<String> = Vec::with_capacity(stages.len());
+    for stage in stages {
+        let name = config_name(stage.as_deref())?;
+        if let Some(j) = names.iter().position(|n| *n == name) {
+            let said =
+                |s: &Option<String>| s.as_ref().map_or("no stage".into(), |s| format!("{s:?}"));
+            return Err(PublishError::Data(format!(
+                "stages {} and {} would both publish as config `{name}` (config names are \
+                 lower-case); give them distinct stage names at ingest with --stage",
+                said(&stages[j]),
+                said(stage)
+            )));
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// `zero` for stage `ZERO`, `trajectories` for no stage; names are folder names and config
@@ -318,4 +344,43 @@ fn uncompressed_size(path: &Path) -> Result<u64, PublishError> {
         .iter()
         .map(|rg| rg.total_byte_size().max(0) as u64)
         .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stages(names: &[Option<&str>]) -> Vec<Option<String>> {
+        names.iter().map(|s| s.map(String::from)).collect()
+    }
+
+    #[test]
+    fn stages_map_to_lower_case_configs() {
+        let names = config_names(&stages(&[Some("ZERO"), Some("hero"), None])).expect("valid");
+        assert_eq!(names, ["zero", "hero", UNSTAGED]);
+    }
+
+    #[test]
+    fn stages_differing_in_case_are_refused() {
+        let err = config_names(&stages(&[Some("ZERO"), Some("hero"), Some("zero")]))
+            .expect_err("ZERO and zero share a folder")
+            .to_string();
+        assert!(err.contains(r#""ZERO" and "zero""#), "{err}");
+        assert!(err.contains("config `zero`"), "{err}");
+    }
+
+    #[test]
+    fn a_stage_named_like_the_unstaged_config_is_refused() {
+        let err = config_names(&stages(&[None, Some("Trajectories")]))
+            .expect_err("collides with the unstaged rows")
+            .to_string();
+        assert!(err.contains(r#"no stage and "Trajectories""#), "{err}");
+    }
+
+    #[test]
+    fn packed_and_odd_characters_cannot_name_a_stage_config() {
+        assert!(config_names(&stages(&[Some("Packed")])).is_err());
+        assert!(config_names(&stages(&[Some("zero stage")])).is_err());
+        assert!(config_names(&stages(&[Some("")])).is_err());
+    }
 }
