@@ -110,7 +110,8 @@ fn config_names(stages: &[Option<String>]) -> Result<Vec<String>, PublishError> 
                 |s: &Option<String>| s.as_ref().map_or("no stage".into(), |s| format!("{s:?}"));
             return Err(PublishError::Data(format!(
                 "stages {} and {} would both publish as config `{name}` (config names are \
-                 lower-case); give them distinct stage names at ingest with --stage",
+                 lower-case); give the rows distinct stage values (`trajforge ingest --stage \
+                 zero|hero` sets them)",
                 said(&stages[j]),
                 said(stage)
             )));
@@ -135,7 +136,7 @@ fn config_name(stage: Option<&str>) -> Result<String, PublishError> {
     if !valid {
         return Err(PublishError::Data(format!(
             "stage {stage:?} cannot name a dataset config (use letters, digits, _ or -, not \
-             `{PACKED}`); set the stage at ingest with --stage"
+             `{PACKED}`); set the stage at ingest with --stage zero|hero"
         )));
     }
     Ok(name)
