@@ -303,14 +303,15 @@ fn trajforge_sql_prints_formats_and_copies() {
     );
 
     // The prompt, fed from a pipe: \d NAME, a statement over several lines with a quoted `;`,
-    // then another, then \q.
+    // a misspelt column (said once, and the prompt goes on), then another, then \q.
     let script = "\\d trajectories\nSELECT count(*) AS n\n  FROM messages\n WHERE role = 'tool;';\n\
-                  SELECT 41 + 1 AS answer;\n\\q\nSELECT 'not run';\n";
+                  SELECT tool FROM tool_calls;\nSELECT 41 + 1 AS answer;\n\\q\nSELECT 'not run';\n";
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_trajforge"))
         .args(["sql", "--quiet", "--data", data, "--format", "csv"])
         .env("HOME", tmp.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
     std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), script.as_bytes())
@@ -322,6 +323,8 @@ fn trajforge_sql_prints_formats_and_copies() {
     assert!(printed.contains("n\n0\n"), "{printed}");
     assert!(printed.contains("answer\n42\n"), "{printed}");
     assert!(!printed.contains("not run"), "{printed}");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(said.matches("No field named tool").count(), 1, "{said}");
 
     // tokenize() in SQL is the tokenize stage's own function: the rows within the quickstart's
     // 32k limit are its samples, with the manifest's token total.

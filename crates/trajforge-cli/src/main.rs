@@ -104,10 +104,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line. DataFusion's errors (and ours that wrap them) repeat
-/// their source's text in their own message, so a cause already said is not said again: a bad
-/// column name reads once, not three times.
-fn error_line(e: &anyhow::Error) -> String {
+/// The error and its causes on one line, as the exit path and the `sql` prompt print them.
+/// DataFusion's errors (and ours that wrap them) repeat their source's text in their own message,
+/// so a cause already said is not said again: a bad column name reads once, not three times.
+pub(crate) fn error_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

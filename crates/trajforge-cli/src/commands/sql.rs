@@ -187,7 +187,7 @@ async fn repl(
                 break;
             }
             if let Err(e) = meta(ctx, trimmed, args, format).await {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", crate::error_line(&e));
             }
             continue;
         }
@@ -198,7 +198,7 @@ async fn repl(
         }
         let _ = editor.add_history_entry(buffer.trim());
         if let Err(e) = run_query(ctx, &buffer, args, format).await {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error_line(&e));
         }
         buffer.clear();
     }
