@@ -16,6 +16,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde::Serialize;
 use trajforge_io::writer::{ParquetFile, PartOptions};
+use trajforge_report::stats::NO_VALUE;
 use trajforge_report::{Layout, Stats};
 
 use crate::{PublishError, PublishOptions, features};
@@ -61,7 +62,7 @@ pub fn write_configs(
     let stages: Vec<Option<String>> = stats
         .stages
         .iter()
-        .map(|stage| (stage.name != "(none)").then(|| stage.name.clone()))
+        .map(|stage| (stage.name != NO_VALUE).then(|| stage.name.clone()))
         .collect();
     let names = config_names(&stages)?;
     let mut writers = Vec::new();

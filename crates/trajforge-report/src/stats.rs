@@ -14,6 +14,9 @@ use crate::layout::Layout;
 /// Bins in each length histogram.
 pub const HISTOGRAM_BINS: u64 = 24;
 
+/// The name counts give a null value (a trajectory with no stage, no source).
+pub const NO_VALUE: &str = "(none)";
+
 /// Everything the report shows, computed once.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
@@ -339,13 +342,14 @@ fn histogram(ctx: &Ctx, values: LazyFrame, min: f64, width: f64) -> Result<Vec<B
         .collect())
 }
 
-/// Rows per value of `expr` (null as `(none)`), most frequent first, ties by name; at most `top`.
+/// Rows per value of `expr` (null as [`NO_VALUE`]), most frequent first, ties by name; at most
+/// `top`.
 fn counts(ctx: &Ctx, expr: Expr, top: usize) -> Result<Vec<Count>, ReportError> {
     let df = ctx.collect(
         ctx.scan()?
             .select([expr
                 .cast(DataType::String)
-                .fill_null(lit("(none)"))
+                .fill_null(lit(NO_VALUE))
                 .alias("name")])
             .group_by([col("name")])
             .agg([len().alias("n")])
@@ -365,7 +369,7 @@ fn counts(ctx: &Ctx, expr: Expr, top: usize) -> Result<Vec<Count>, ReportError> 
 }
 
 fn source_counts(ctx: &Ctx) -> Result<Vec<SourceCount>, ReportError> {
-    let none = |c: &str| col(c).cast(DataType::String).fill_null(lit("(none)"));
+    let none = |c: &str| col(c).cast(DataType::String).fill_null(lit(NO_VALUE));
     let df = ctx.collect(
         ctx.scan()?
             .select([none("source_dataset"), none("source_format")])
@@ -523,6 +527,6 @@ fn str_column(df: &DataFrame, name: &str, ctx: &Ctx) -> Result<Vec<String>, Repo
     let values = s.str().map_err(|e| ctx.err(e))?;
     Ok(values
         .iter()
-        .map(|v| v.unwrap_or("(none)").to_string())
+        .map(|v| v.unwrap_or(NO_VALUE).to_string())
         .collect())
 }
