@@ -11,3 +11,4 @@ mod run;
 mod sql;
 mod synth;
 mod tokenize;
+mod train;

@@ -5,7 +5,8 @@
 //! generates realistic OpenHands trajectories with planted defects for scale tests, `run` executes a
 //! declarative YAML pipeline on DataFusion, `tokenize` renders, tokenizes, loss-masks and
 //! optionally packs trajectories for training, `sql` queries runs and datasets, `report` writes an
-//! HTML page of a run's statistics and charts, `publish` makes a run a Hugging Face dataset. Global flags
+//! HTML page of a run's statistics and charts, `publish` makes a run a Hugging Face dataset, `train`
+//! fine-tunes a Qwen2 model on packed shards in stages and `eval` scores a model folder on them. Global flags
 //! set the thread count (rayon, and DataFusion in later commands), silence progress bars, or ask
 //! for one machine-readable JSON summary line on stdout.
 
@@ -53,6 +54,8 @@ enum Command {
     Sql(commands::sql::Args),
     Report(commands::report::Args),
     Publish(commands::publish::Args),
+    Train(commands::train::Args),
+    Eval(commands::train::EvalArgs),
 }
 
 /// Settings every command gets.
@@ -93,6 +96,8 @@ fn main() -> ExitCode {
         Command::Sql(args) => commands::sql::run(args, global),
         Command::Report(args) => commands::report::run(args, global),
         Command::Publish(args) => commands::publish::run(args, global),
+        Command::Train(args) => commands::train::run(args, global),
+        Command::Eval(args) => commands::train::eval(args, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

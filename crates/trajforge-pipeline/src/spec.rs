@@ -17,8 +17,9 @@ use trajforge_ops::{
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::PipelineError;
-use crate::de::{DeError, closest, from_node};
-use crate::yaml::{self, Key, Node, Origin, Value};
+use trajforge_config::de::{DeError, closest, from_node};
+use trajforge_config::set::apply_set;
+use trajforge_config::yaml::{self, Node, Value};
 
 /// The YAML top level. `steps` is read step by step against the registry (see [`resolve`]).
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -183,117 +184,6 @@ fn error_at(node: &Node, message: String, suggestion: Option<String>) -> DeError
     }
 }
 
-/// Applies one `--set KEY=VALUE` to the tree.
-pub fn apply_set(
-    root: &mut Node,
-    arg: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), String> {
-    let (key, value) = arg
-        .split_once('=')
-        .ok_or_else(|| format!("--set {arg}: expected KEY=VALUE"))?;
-    let segments: Vec<&str> = key.split('.').collect();
-    if segments.iter().any(|s| s.is_empty()) {
-        return Err(format!("--set {arg}: empty segment in key {key:?}"));
-    }
-    let mut value = yaml::parse(value, env).map_err(|e| format!("--set {arg}: {e}"))?;
-    set_origin(&mut value, &Origin::Set(arg.to_string()));
-    let mut node = root;
-    let mut rest = &segments[..];
-    if rest.len() >= 2 && rest[0] == "steps" {
-        node = find_step(node, rest[1]).map_err(|m| format!("--set {arg}: {m}"))?;
-        rest = &rest[2..];
-    }
-    for (i, seg) in rest.iter().enumerate() {
-        let last = i + 1 == rest.len();
-        let Value::Map(entries) = &mut node.value else {
-            return Err(format!(
-                "--set {arg}: {} is {}, not a mapping",
-                node.path,
-                node.kind()
-            ));
-        };
-        let pos = match entries.iter().position(|(k, _)| k.name == *seg) {
-            Some(p) => p,
-            None => {
-                let empty = Node {
-                    value: Value::Map(Vec::new()),
-                    at: Origin::Set(arg.to_string()),
-                    path: String::new(),
-                };
-                entries.push((
-                    Key {
-                        name: seg.to_string(),
-                        at: Origin::Set(arg.to_string()),
-                    },
-                    empty,
-                ));
-                entries.len() - 1
-            }
-        };
-        let parent_path = node.path.clone();
-        let Value::Map(entries) = &mut node.value else {
-            return Err("internal: mapping changed while editing".into());
-        };
-        let child = &mut entries[pos].1;
-        if last {
-            *child = value.clone();
-            child.relabel(&yaml::child_path(&parent_path, seg));
-            return Ok(());
-        }
-        child.path = yaml::child_path(&parent_path, seg);
-        node = child;
-    }
-    Err(format!("--set {arg}: name a key inside the step"))
-}
-
-fn set_origin(node: &mut Node, at: &Origin) {
-    node.at = at.clone();
-    match &mut node.value {
-        Value::Seq(items) => items.iter_mut().for_each(|n| set_origin(n, at)),
-        Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
-            k.at = at.clone();
-            set_origin(v, at);
-        }),
-        _ => {}
-    }
-}
-
-fn step_name(step: &Node) -> Option<&str> {
-    step.get("name")
-        .and_then(Node::as_str)
-        .or_else(|| step.get("op").and_then(Node::as_str))
-}
-
-fn find_step<'a>(root: &'a mut Node, which: &str) -> Result<&'a mut Node, String> {
-    let Some(Value::Seq(steps)) = root.get("steps").map(|n| &n.value) else {
-        return Err("the pipeline has no steps list".into());
-    };
-    let names: Vec<String> = steps
-        .iter()
-        .filter_map(|s| step_name(s).map(String::from))
-        .collect();
-    let index = match which.parse::<usize>() {
-        Ok(i) if i < steps.len() => i,
-        _ => names.iter().position(|n| n == which).ok_or_else(|| {
-            let hint = closest(which, names.iter().map(String::as_str))
-                .map(|c| format!(" (did you mean `{c}`?)"))
-                .unwrap_or_default();
-            format!("no step named `{which}`; steps: {}{hint}", names.join(", "))
-        })?,
-    };
-    let Value::Map(entries) = &mut root.value else {
-        return Err("the pipeline is not a mapping".into());
-    };
-    let Some((_, steps)) = entries.iter_mut().find(|(k, _)| k.name == "steps") else {
-        return Err("the pipeline has no steps list".into());
-    };
-    match &mut steps.value {
-        Value::Seq(items) => Ok(&mut items[index]),
-        _ => Err("steps is not a list".into()),
-    }
-}
-
 /// Everything needed to read a pipeline.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -328,7 +218,7 @@ pub fn load_str(
 ) -> Result<Pipeline, PipelineError> {
     let mut root = yaml::parse(text, env).map_err(|e| located(file, e))?;
     for set in &opts.sets {
-        apply_set(&mut root, set, env).map_err(PipelineError::Config)?;
+        apply_set(&mut root, set, env, &["name", "op"]).map_err(PipelineError::Config)?;
     }
     let top: PipelineFile = from_node(&root).map_err(|e| located(file, e))?;
     if top.version != 1 {
@@ -674,7 +564,7 @@ mod tests {
     fn set_errors_name_the_argument() {
         let e = err(GOOD, &["steps.dedup.threshold=0.7"]);
         assert!(
-            e.contains("no step named `dedup`") && e.contains("did you mean `dedupe`"),
+            e.contains("no entry of steps is named `dedup`") && e.contains("did you mean `dedupe`"),
             "{e}"
         );
         let e = err(GOOD, &["steps.dedupe.treshold=0.7"]);

@@ -30,15 +30,90 @@ pub fn render(title: &str, stats: &Stats) -> Result<String, ReportError> {
     page.funnel(stats)?;
     page.clusters(stats)?;
     page.packing(stats)?;
-    Ok(format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>trajforge report: {t}</title><style>{STYLE}</style></head>\n\
-         <body data-charts=\"{n}\">\n<h1>trajforge report: {t}</h1>\n{body}\
-         <script>{SCRIPT}</script>\n</body></html>\n",
-        t = escape(title),
-        n = page.charts,
-        body = page.body
-    ))
+    Ok(page.finish("trajforge report", title))
+}
+
+/// Builds the page of a training folder: loss (and eval loss) and learning rate per step, a
+/// table per stage.
+pub fn render_training(
+    title: &str,
+    curves: &crate::training::TrainingCurves,
+) -> Result<String, ReportError> {
+    let mut page = Page::default();
+    page.heading("Stages");
+    let rows = curves
+        .stages
+        .iter()
+        .map(|s| {
+            let first = s
+                .loss
+                .first()
+                .map_or(String::new(), |p| format!("{:.4}", p.1));
+            let last = s
+                .loss
+                .last()
+                .map_or(String::new(), |p| format!("{:.4}", p.1));
+            let eval = s
+                .eval_loss
+                .last()
+                .map_or("-".to_string(), |p| format!("{:.4}", p.1));
+            vec![
+                s.name.clone(),
+                s.loss.len().to_string(),
+                first,
+                last,
+                eval,
+                s.tokens.to_string(),
+                s.supervised_tokens.to_string(),
+            ]
+        })
+        .collect();
+    page.table(
+        &[
+            "stage",
+            "steps",
+            "first loss",
+            "last loss",
+            "last eval loss",
+            "tokens",
+            "supervised",
+        ],
+        rows,
+    );
+    let points = |f: fn(&crate::training::StageCurves) -> &Vec<(u64, f64)>,
+                  suffix: &str|
+     -> Vec<(String, Vec<(f64, f64)>)> {
+        curves
+            .stages
+            .iter()
+            .filter(|s| !f(s).is_empty())
+            .map(|s| {
+                (
+                    format!("{}{suffix}", s.name),
+                    f(s).iter().map(|&(x, y)| (x as f64, y)).collect(),
+                )
+            })
+            .collect()
+    };
+    page.heading("Loss");
+    let mut loss = points(|s| &s.loss, " train");
+    loss.extend(points(|s| &s.eval_loss, " eval"));
+    page.chart(
+        "loss",
+        charts::lines("loss per optimizer step", "step", "cross-entropy", &loss)?,
+    );
+    page.heading("Learning rate");
+    page.chart(
+        "lr",
+        charts::lines(
+            "learning rate per optimizer step",
+            "step",
+            "lr",
+            &points(|s| &s.lr, ""),
+        )?,
+    );
+    page.note("The loss is the mean over each step's supervised tokens; eval points are the loss on the held-out shards.");
+    Ok(page.finish("trajforge training report", title))
 }
 
 #[derive(Default)]
@@ -48,6 +123,19 @@ struct Page {
 }
 
 impl Page {
+    /// The whole page around the body.
+    fn finish(self, kind: &str, title: &str) -> String {
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>{kind}: {t}</title><style>{STYLE}</style></head>\n\
+             <body data-charts=\"{n}\">\n<h1>{kind}: {t}</h1>\n{body}\
+             <script>{SCRIPT}</script>\n</body></html>\n",
+            t = escape(title),
+            n = self.charts,
+            body = self.body
+        )
+    }
+
     fn heading(&mut self, text: &str) {
         let _ = writeln!(self.body, "<h2>{}</h2>", escape(text));
     }

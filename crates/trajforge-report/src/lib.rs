@@ -6,13 +6,15 @@
 //! distributions, tool-use mix, per-repo / per-source / per-license counts, the filter funnel,
 //! dedupe cluster sizes, supervised-token fraction and packing fill; [`charts`] draws them as SVG
 //! with plotters; [`html`] assembles one self-contained page. The dataset card of `trajforge
-//! publish` is written from the same [`stats::Stats`].
+//! publish` is written from the same [`stats::Stats`]. A training folder (`trajforge train`'s
+//! output) gets its loss and learning-rate curves instead ([`training`]).
 
 pub mod charts;
 mod error;
 pub mod html;
 pub mod layout;
 pub mod stats;
+pub mod training;
 
 pub use error::ReportError;
 pub use layout::Layout;

@@ -61,6 +61,20 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// The bundled tokenizer's files as a Hugging Face tokenizer folder holds them
+/// (`tokenizer.json`, `tokenizer_config.json`), for model folders that must carry them.
+pub fn bundled_tokenizer_files() -> Result<Vec<(String, Vec<u8>)>, TokenizeError> {
+    let json = zstd::decode_all(QWEN_TOKENIZER_ZST)
+        .map_err(|e| TokenizeError::Internal(format!("bundled tokenizer: {e}")))?;
+    Ok(vec![
+        ("tokenizer.json".into(), json),
+        (
+            "tokenizer_config.json".into(),
+            QWEN_CONFIG.as_bytes().to_vec(),
+        ),
+    ])
+}
+
 impl Model {
     /// The bundled Qwen2.5-Coder tokenizer and chat template.
     pub fn qwen2_5_coder() -> Result<Model, TokenizeError> {

@@ -9,3 +9,4 @@ pub mod run;
 pub mod sql;
 pub mod synth;
 pub mod tokenize;
+pub mod train;

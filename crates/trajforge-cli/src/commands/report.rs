@@ -13,7 +13,8 @@ use crate::Global;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A run's output folder (kept/, filtered/, rejects/, shards/, manifest.json), an ingest
-    /// output or a dataset written by `trajforge publish`.
+    /// output, a dataset written by `trajforge publish`, or a training folder (`trajforge
+    /// train`'s output: loss and learning-rate curves).
     path: PathBuf,
     /// Where to write the page.
     #[arg(long, value_name = "FILE", default_value = "report.html")]
@@ -21,6 +22,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args, global: Global) -> Result<()> {
+    if trajforge_report::training::is_training_dir(&args.path) {
+        return training(args, global);
+    }
     let layout = Layout::discover(&args.path)?;
     let stats = Stats::compute(&layout)
         .with_context(|| format!("computing statistics of {}", args.path.display()))?;
@@ -43,6 +47,28 @@ pub fn run(args: Args, global: Global) -> Result<()> {
             stats.filtered,
             stats.rejected,
             page.len() / 1024
+        );
+    }
+    Ok(())
+}
+
+/// The page of a training folder: loss and learning-rate curves.
+fn training(args: Args, global: Global) -> Result<()> {
+    let curves = trajforge_report::training::TrainingCurves::read(&args.path)?;
+    let title = args.path.display().to_string();
+    let page = html::render_training(&title, &curves)?;
+    trajforge_io::writer::write_atomic(&args.out, page.as_bytes())?;
+    let steps: usize = curves.stages.iter().map(|s| s.loss.len()).sum();
+    if global.json {
+        println!(
+            "{}",
+            serde_json::json!({ "command": "report", "ok": true, "out": args.out, "bytes": page.len(), "steps": steps })
+        );
+    } else if !global.quiet {
+        eprintln!(
+            "wrote {} ({} stages, {steps} steps)",
+            args.out.display(),
+            curves.stages.len()
         );
     }
     Ok(())

@@ -1,0 +1,182 @@
+//! Next-token cross-entropy over the supervised positions, in chunks, with its gradient.
+//!
+//! Position `t` is scored on token `t+1` only when `t+1` is in the same document and has
+//! `loss_mask = 1` (see [`Targets`]). The logits of a chunk of supervised positions are made,
+//! turned into the loss and into the gradient of the hidden states and of the head's weight,
+//! and dropped before the next chunk, so the full `[tokens × vocab]` logits never exist (152k
+//! vocabulary × 32k tokens in f32 would be 20 GB). Unsupervised positions cost nothing here.
+
+use candle_core::{D, DType, Tensor};
+
+use crate::error::Result;
+
+/// The scored positions of a micro-batch: position, the token it must predict, its document.
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    pub positions: Vec<u32>,
+    pub labels: Vec<u32>,
+    /// Index of the document (in the micro-batch's document list) each target belongs to.
+    pub docs: Vec<u32>,
+}
+
+impl Targets {
+    /// Targets of one flat token run: `ids`, `mask` and the documents' `[start, end)`.
+    pub fn from_tokens(ids: &[u32], mask: &[u8], docs: &[(usize, usize)]) -> Targets {
+        let mut t = Targets::default();
+        for (d, &(start, end)) in docs.iter().enumerate() {
+            for pos in start..end.saturating_sub(1) {
+                let (Some(&next), Some(&m)) = (ids.get(pos + 1), mask.get(pos + 1)) else {
+                    continue;
+                };
+                if m == 1 {
+                    t.positions.push(pos as u32);
+                    t.labels.push(next);
+                    t.docs.push(d as u32);
+                }
+            }
+        }
+        t
+    }
+
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+}
+
+/// The loss of a micro-batch and, when asked, its gradients.
+#[derive(Debug)]
+pub struct LossOutput {
+    /// Sum of the per-target cross-entropies (not yet divided).
+    pub sum: f64,
+    /// Per document: (sum of cross-entropies, supervised tokens).
+    pub per_doc: Vec<(f64, u64)>,
+    /// d(scale · sum)/d(hidden) `[T, D]`.
+    pub grad_hidden: Option<Tensor>,
+    /// d(scale · sum)/d(head weight) `[V, D]`.
+    pub grad_head: Option<Tensor>,
+}
+
+/// Cross-entropy of `hidden` `[T, D]` through `head` `[V, D]` on `targets`; gradients (of
+/// `scale · sum`) when `grad` is set. Both inputs are read as constants.
+pub fn chunked_cross_entropy(
+    hidden: &Tensor,
+    head: &Tensor,
+    targets: &Targets,
+    n_docs: usize,
+    scale: f64,
+    chunk: usize,
+    grad: bool,
+) -> Result<LossOutput> {
+    let hidden = hidden.detach().to_dtype(DType::F32)?;
+    let head = head.detach().to_dtype(DType::F32)?;
+    let device = hidden.device().clone();
+    let mut out = LossOutput {
+        sum: 0.0,
+        per_doc: vec![(0.0, 0); n_docs],
+        grad_hidden: None,
+        grad_head: None,
+    };
+    let mut grad_hidden = grad.then(|| hidden.zeros_like()).transpose()?;
+    let mut grad_head = grad.then(|| head.zeros_like()).transpose()?;
+    let chunk = chunk.max(1);
+    for start in (0..targets.len()).step_by(chunk) {
+        let end = (start + chunk).min(targets.len());
+        let (Some(pos), Some(lab), Some(docs)) = (
+            targets.positions.get(start..end),
+            targets.labels.get(start..end),
+            targets.docs.get(start..end),
+        ) else {
+            break;
+        };
+        let c = pos.len();
+        let idx = Tensor::from_slice(pos, c, &device)?;
+        let y = Tensor::from_slice(lab, (c, 1), &device)?;
+        let h = hidden.index_select(&idx, 0)?;
+        let logits = h.matmul(&head.t()?)?;
+        let z = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?)?;
+        let lse = z.exp()?.sum_keepdim(D::Minus1)?.log()?;
+        let nll = (lse.clone() - z.gather(&y, 1)?)?.flatten_all()?;
+        for (value, &d) in nll.to_vec1::<f32>()?.into_iter().zip(docs) {
+            out.sum += f64::from(value);
+            if let Some(slot) = out.per_doc.get_mut(d as usize) {
+                slot.0 += f64::from(value);
+                slot.1 += 1;
+            }
+        }
+        if let (Some(gh), Some(gw)) = (grad_hidden.as_mut(), grad_head.as_mut()) {
+            // d nll / d logits = softmax − onehot(label), times the loss scale.
+            let p = (z.broadcast_sub(&lse)?.exp()? * scale)?;
+            let minus = Tensor::full(-scale as f32, (c, 1), &device)?;
+            let g_logits = p.scatter_add(&y, &minus, 1)?;
+            *gh = gh.index_add(&idx, &g_logits.matmul(&head)?, 0)?;
+            *gw = (&*gw + g_logits.t()?.matmul(&h)?)?;
+        }
+    }
+    out.grad_hidden = grad_hidden;
+    out.grad_head = grad_head;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn targets_stay_inside_documents_and_follow_the_mask() {
+        let ids = [10, 11, 12, 20, 21, 22];
+        let mask = [0, 1, 1, 1, 0, 1];
+        let t = Targets::from_tokens(&ids, &mask, &[(0, 3), (3, 6)]);
+        // Position 2 would predict 20 across the boundary; position 3's next token is unmasked.
+        assert_eq!(t.positions, vec![0, 1, 4]);
+        assert_eq!(t.labels, vec![11, 12, 22]);
+        assert_eq!(t.docs, vec![0, 0, 1]);
+    }
+
+    #[test]
+    fn chunked_gradient_equals_autograd_of_the_full_logits() -> Result<()> {
+        let dev = Device::Cpu;
+        let h = Var::randn(0f32, 1.0, (7, 5), &dev)?;
+        let w = Var::randn(0f32, 1.0, (11, 5), &dev)?;
+        let targets = Targets {
+            positions: vec![0, 2, 3, 6],
+            labels: vec![3, 10, 0, 3],
+            docs: vec![0, 0, 1, 1],
+        };
+        let scale = 0.25;
+        let ours = chunked_cross_entropy(&h, &w, &targets, 2, scale, 3, true)?;
+        // Reference: the full logits through candle's autograd.
+        let idx = Tensor::new(&[0u32, 2, 3, 6], &dev)?;
+        let logits = h
+            .as_tensor()
+            .index_select(&idx, 0)?
+            .matmul(&w.as_tensor().t()?)?;
+        let lse = logits.exp()?.sum_keepdim(1)?.log()?;
+        let y = Tensor::new(&[[3u32], [10], [0], [3]], &dev)?;
+        let nll = (lse - logits.gather(&y, 1)?)?;
+        let loss = (nll.sum_all()? * scale)?;
+        let grads = loss.backward()?;
+        let close = |a: &Tensor, b: &Tensor| -> Result<f32> {
+            Ok((a - b)?.abs()?.max_all()?.to_scalar::<f32>()?)
+        };
+        assert!((ours.sum * scale - f64::from(loss.to_scalar::<f32>()?)).abs() < 1e-5);
+        let gh = grads
+            .get(h.as_tensor())
+            .ok_or(crate::TrainError::Internal("h".into()))?;
+        let gw = grads
+            .get(w.as_tensor())
+            .ok_or(crate::TrainError::Internal("w".into()))?;
+        let missing = || crate::TrainError::Internal("no gradient".into());
+        assert!(close(ours.grad_hidden.as_ref().ok_or_else(missing)?, gh)? < 1e-5);
+        assert!(close(ours.grad_head.as_ref().ok_or_else(missing)?, gw)? < 1e-5);
+        assert_eq!(
+            ours.per_doc.iter().map(|d| d.1).collect::<Vec<_>>(),
+            vec![2, 2]
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! The Qwen2 model: its shape ([`config`]), its parameters ([`params`]), its forward pass
+//! ([`qwen2`]) and the backward pass that drives them ([`backward`]).
+
+pub mod attention;
+pub mod backward;
+pub mod config;
+pub mod params;
+pub mod qwen2;
+
+pub use config::{ModelConfig, PRESETS};
+pub use params::Params;
+
+#[cfg(test)]
+pub(crate) mod tests;
