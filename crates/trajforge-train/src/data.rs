@@ -159,29 +159,20 @@ fn check_shard(
     limits: Limits,
     rows: &mut Vec<RowRef>,
 ) -> Result<ShardFile> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    let xxh3_128 = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes));
-    let options = ArrowReaderOptions::new();
-    let metadata = ArrowReaderMetadata::load(&open(path)?, options)
-        .map_err(|e| TrainError::data(path, format!("not a readable Parquet file: {e}")))?;
-    let tokenizer = metadata
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .and_then(|kv| kv.iter().find(|k| k.key == "trajforge.tokenizer"))
-        .and_then(|k| k.value.clone());
+    let (bytes, xxh3_128) = fingerprint(path)?;
+    let metadata = footer(path)?;
+    let tokenizer = tokenizer_key(&metadata);
     let mut out = ShardFile {
         path: path.to_path_buf(),
         rows: 0,
         tokens: 0,
         docs: 0,
         targets: 0,
-        bytes: bytes.len() as u64,
+        bytes,
         xxh3_128,
         tokenizer,
         metadata: metadata.clone(),
     };
-    drop(bytes);
     for rg in 0..metadata.metadata().num_row_groups() {
         let reader =
             ParquetRecordBatchReaderBuilder::new_with_metadata(open(path)?, metadata.clone())
@@ -436,12 +427,62 @@ impl ShardSet {
 /// The `trajforge.tokenizer` footer key of a shard: where its tokenizer came from
 /// (`bundled:qwen2.5-coder` or a folder).
 pub fn tokenizer_of(path: &Path) -> Result<Option<String>> {
-    let metadata = ArrowReaderMetadata::load(&open(path)?, ArrowReaderOptions::new())
-        .map_err(|e| TrainError::data(path, format!("not a readable Parquet file: {e}")))?;
-    Ok(metadata
+    Ok(tokenizer_key(&footer(path)?))
+}
+
+/// The Parquet footer of a shard.
+fn footer(path: &Path) -> Result<ArrowReaderMetadata> {
+    ArrowReaderMetadata::load(&open(path)?, ArrowReaderOptions::new())
+        .map_err(|e| TrainError::data(path, format!("not a readable Parquet file: {e}")))
+}
+
+fn tokenizer_key(metadata: &ArrowReaderMetadata) -> Option<String> {
+    metadata
         .metadata()
         .file_metadata()
         .key_value_metadata()
         .and_then(|kv| kv.iter().find(|k| k.key == "trajforge.tokenizer"))
-        .and_then(|k| k.value.clone()))
+        .and_then(|k| k.value.clone())
+}
+
+/// Size and xxh3-128 (as the pipeline's shard index writes it) of a file, read in 1 MiB pieces
+/// so a shard of long rows is never held whole.
+fn fingerprint(path: &Path) -> Result<(u64, String)> {
+    use std::io::Read;
+    let mut file = open(path)?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| TrainError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+        size += n as u64;
+    }
+    Ok((size, format!("{:032x}", hasher.digest128())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_fingerprint_equals_the_one_shot_checksum_of_the_shard_index() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| TrainError::io("tmp", e))?;
+        let path = dir.path().join("f.bin");
+        // Over two read buffers, so the streaming state carries across pieces.
+        let bytes: Vec<u8> = (0..(3usize << 20) + 17)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        std::fs::write(&path, &bytes).map_err(|e| TrainError::io(&path, e))?;
+        let (size, digest) = fingerprint(&path)?;
+        assert_eq!(size, bytes.len() as u64);
+        assert_eq!(
+            digest,
+            format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+        );
+        Ok(())
+    }
 }
