@@ -6,9 +6,13 @@
 //! and dropped before the next chunk, so the full `[tokens × vocab]` logits never exist (152k
 //! vocabulary × 32k tokens in f32 would be 20 GB). Unsupervised positions cost nothing here.
 
-use candle_core::{D, DType, Tensor};
+use std::sync::Mutex;
 
-use crate::error::Result;
+use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::error::{Result, TrainError};
+use crate::model::vector::{exp_shifted_sum, max_of, sum_exp_shifted};
 
 /// The scored positions of a micro-batch: position, the token it must predict, its document.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +64,121 @@ pub struct LossOutput {
     pub grad_head: Option<Tensor>,
 }
 
+/// The cross-entropy of each row of `logits` `[c, V]` against `labels`, and with `grad` the
+/// gradient of `scale · Σ nll` with respect to the logits (`scale · (softmax − onehot)`).
+/// On the CPU in f32 one fused parallel pass ([`SoftmaxCrossEntropy`]); elsewhere composed ops.
+fn softmax_cross_entropy(
+    logits: &Tensor,
+    labels: &[u32],
+    scale: f64,
+    grad: bool,
+) -> Result<(Vec<f32>, Option<Tensor>)> {
+    if logits.device().is_cpu() && logits.dtype() == DType::F32 {
+        let op = SoftmaxCrossEntropy {
+            labels: labels.to_vec(),
+            scale: scale as f32,
+            grad,
+            nll: Mutex::new(Vec::new()),
+        };
+        let g = logits.contiguous()?.apply_op1_no_bwd(&op)?;
+        let nll = op
+            .nll
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .map_err(|_| {
+                TrainError::Internal("the loss kernel's result lock is poisoned".into())
+            })?;
+        return Ok((nll, grad.then_some(g)));
+    }
+    let device = logits.device();
+    let y = Tensor::from_slice(labels, (labels.len(), 1), device)?;
+    let z = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?)?;
+    let lse = z.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let nll = (lse.clone() - z.gather(&y, 1)?)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if !grad {
+        return Ok((nll, None));
+    }
+    // d nll / d logits = softmax − onehot(label), times the loss scale.
+    let p = (z.broadcast_sub(&lse)?.exp()? * scale)?;
+    let minus = Tensor::full(-scale as f32, (labels.len(), 1), device)?;
+    Ok((nll, Some(p.scatter_add(&y, &minus, 1)?)))
+}
+
+/// The fused CPU kernel: per row the maximum, the sum of exponentials, the log-sum-exp and the
+/// loss, and (with `grad`) the scaled gradient written in the same pass; the output is the
+/// gradient `[c, V]` (or the losses `[c]` without `grad`), the losses also kept in `nll`.
+/// A device kernel replaces it through `cuda_fwd`.
+struct SoftmaxCrossEntropy {
+    labels: Vec<u32>,
+    scale: f32,
+    grad: bool,
+    nll: Mutex<Vec<f32>>,
+}
+
+impl SoftmaxCrossEntropy {
+    /// The loss of one row; with `g`, `g ← scale · (softmax(z) − onehot)`.
+    #[inline(always)]
+    fn row(&self, z: &[f32], label: u32, g: Option<&mut [f32]>) -> f32 {
+        let m = max_of(z);
+        let picked = z.get(label as usize).copied().unwrap_or(f32::NAN);
+        let Some(g) = g else {
+            return m + sum_exp_shifted(z, m).ln() - picked;
+        };
+        g.copy_from_slice(z);
+        let sum = exp_shifted_sum(g, m);
+        let k = self.scale / sum;
+        g.iter_mut().for_each(|v| *v *= k);
+        if let Some(slot) = g.get_mut(label as usize) {
+            *slot -= self.scale;
+        }
+        m + sum.ln() - picked
+    }
+}
+
+impl CustomOp1 for SoftmaxCrossEntropy {
+    fn name(&self) -> &'static str {
+        "softmax-cross-entropy"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(data), Some((a, b))) = (s, l.contiguous_offsets()) else {
+            candle_core::bail!("softmax-cross-entropy: logits must be contiguous f32");
+        };
+        let (rows, vocab) = l.shape().dims2()?;
+        let z = data.get(a..b).unwrap_or_default();
+        if rows != self.labels.len() || z.len() != rows * vocab {
+            candle_core::bail!(
+                "softmax-cross-entropy: {rows} rows for {} labels",
+                self.labels.len()
+            );
+        }
+        let arch = pulp::Arch::new();
+        let (nll, out, shape) = if self.grad {
+            let mut g = vec![0f32; rows * vocab];
+            let nll: Vec<f32> = g
+                .par_chunks_mut(vocab)
+                .zip(z.par_chunks(vocab))
+                .zip(self.labels.par_iter())
+                .map(|((g, z), &y)| arch.dispatch(|| self.row(z, y, Some(g))))
+                .collect();
+            (nll, g, Shape::from((rows, vocab)))
+        } else {
+            let nll: Vec<f32> = z
+                .par_chunks(vocab)
+                .zip(self.labels.par_iter())
+                .map(|(z, &y)| arch.dispatch(|| self.row(z, y, None)))
+                .collect();
+            (nll.clone(), nll, Shape::from(rows))
+        };
+        if let Ok(mut slot) = self.nll.lock() {
+            *slot = nll;
+        }
+        Ok((CpuStorage::F32(out), shape))
+    }
+}
+
 /// Cross-entropy of `hidden` `[T, D]` through `head` `[V, D]` on `targets`; gradients (of
 /// `scale · sum`) when `grad` is set. Both inputs are read as constants.
 pub fn chunked_cross_entropy(
@@ -94,24 +213,19 @@ pub fn chunked_cross_entropy(
         };
         let c = pos.len();
         let idx = Tensor::from_slice(pos, c, &device)?;
-        let y = Tensor::from_slice(lab, (c, 1), &device)?;
         let h = hidden.index_select(&idx, 0)?;
         let logits = h.matmul(&head.t()?)?;
-        let z = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?)?;
-        let lse = z.exp()?.sum_keepdim(D::Minus1)?.log()?;
-        let nll = (lse.clone() - z.gather(&y, 1)?)?.flatten_all()?;
-        for (value, &d) in nll.to_vec1::<f32>()?.into_iter().zip(docs) {
+        let (nll, g_logits) = softmax_cross_entropy(&logits, lab, scale, grad)?;
+        for (&value, &d) in nll.iter().zip(docs) {
             out.sum += f64::from(value);
             if let Some(slot) = out.per_doc.get_mut(d as usize) {
                 slot.0 += f64::from(value);
                 slot.1 += 1;
             }
         }
-        if let (Some(gh), Some(gw)) = (grad_hidden.as_mut(), grad_head.as_mut()) {
-            // d nll / d logits = softmax − onehot(label), times the loss scale.
-            let p = (z.broadcast_sub(&lse)?.exp()? * scale)?;
-            let minus = Tensor::full(-scale as f32, (c, 1), &device)?;
-            let g_logits = p.scatter_add(&y, &minus, 1)?;
+        if let (Some(gh), Some(gw), Some(g_logits)) =
+            (grad_hidden.as_mut(), grad_head.as_mut(), g_logits)
+        {
             *gh = gh.index_add(&idx, &g_logits.matmul(&head)?, 0)?;
             *gw = (&*gw + g_logits.t()?.matmul(&h)?)?;
         }

@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::vector::{axpy, dot, exp_neg, exp_shifted_sum, max_of};
+
 /// The op: documents `[start, end)` over the flat token run, and the head layout.
 #[derive(Debug)]
 pub struct DocumentAttention {
@@ -61,50 +63,6 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&
         .ok_or_else(|| candle_core::Error::Msg(format!("document attention: {what} out of bounds")))
 }
 
-/// `eˣ` for `x ≤ 0` in a form the compiler vectorises (Cephes' `expf`: range reduction by
-/// `ln 2`, a degree-5 polynomial; relative error below 2e-7); `x < -87` gives 0.
-#[inline(always)]
-fn exp_neg(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    let x = x.max(-87.0);
-    // Round to nearest by the 1.5·2²³ trick (no `round` call, so SSE2 vectorises it).
-    let k = (x * LOG2E + 12_582_912.0) - 12_582_912.0;
-    let r = x - k * 0.693_359_4 + k * 2.121_944_4e-4;
-    let p = 1.987_569_1e-4_f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 0.166_666_66;
-    let p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    f32::from_bits(((k as i32 + 127) << 23) as u32) * e
-}
-
-/// `Σ aᵢ·bᵢ` in eight lanes, so it vectorises without reassociation flags.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// `y += a·x`.
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
-
 /// A head's keys or values of one document, transposed to `[d][n]` so that a query's scores
 /// against all keys are `d` contiguous multiply-adds (they vectorise over the keys).
 struct Transposed {
@@ -127,58 +85,113 @@ impl Transposed {
         Transposed { n, data }
     }
 
-    /// Dimension `dd` of keys `0..len`.
-    fn lane(&self, dd: usize, len: usize) -> &[f32] {
-        self.data
-            .get(dd * self.n..dd * self.n + len)
-            .unwrap_or_default()
+    /// Dimension `dd` of keys `from..from + len`.
+    #[inline(always)]
+    fn lane(&self, dd: usize, from: usize, len: usize) -> &[f32] {
+        let at = dd * self.n + from;
+        self.data.get(at..at + len).unwrap_or_default()
     }
 }
 
+#[inline(always)]
 fn vector(src: &[f32], t: usize, width: usize, head: usize, d: usize) -> &[f32] {
     let at = t * width + head * d;
     src.get(at..at + d).unwrap_or_default()
 }
 
-/// `out[..len] = Σ_dd w[dd] · kt[dd][..len]`.
-fn combine(out: &mut Vec<f32>, w: &[f32], scale: f32, kt: &Transposed, len: usize) {
+/// Query positions per task, and keys per tile. A tile's keys and values (`2 · head_dim ·
+/// KEY_TILE` floats: 32 KB at head_dim 16) stay in the core's cache while every query of the
+/// block, for every head of the group, reads them; without tiling each query streamed its whole
+/// document's keys from memory and the op was memory-bound.
+const QUERY_BLOCK: usize = 64;
+const KEY_TILE: usize = 256;
+
+/// `out[..len] = scale · Σ_dd w[dd] · kt[dd][from..from + len]`.
+#[inline(always)]
+fn combine(out: &mut Vec<f32>, w: &[f32], scale: f32, kt: &Transposed, from: usize, len: usize) {
     out.clear();
     out.resize(len, 0.0);
     for (dd, &x) in w.iter().enumerate() {
-        axpy(out, x * scale, kt.lane(dd, len));
+        axpy(out, x * scale, kt.lane(dd, from, len));
     }
 }
 
-/// Row ranges of a document that cost about the same under the causal mask.
-fn balanced_chunks(n: usize, chunks: usize) -> Vec<(usize, usize)> {
-    let edge = |c: usize| ((n as f64) * (c as f64 / chunks as f64).sqrt()).round() as usize;
-    (0..chunks)
-        .map(|c| (edge(c), edge(c + 1)))
-        .filter(|(a, b)| b > a)
-        .collect()
+/// One task: a document, a key/value head (with its group of query heads) and a range of
+/// positions in the document (query rows, or the keys of a tile in the backward pass).
+#[derive(Debug, Clone, Copy)]
+struct Task {
+    doc: usize,
+    kv_head: usize,
+    from: usize,
+    to: usize,
 }
 
-/// What one backward task returns: its head, its rows' `dq`, its share of `dkᵀ` and `dvᵀ`.
-struct Part {
-    doc: usize,
-    head: usize,
-    rows: (usize, usize),
-    dq: Vec<f32>,
-    dkt: Vec<f32>,
-    dvt: Vec<f32>,
+/// Every document's positions in blocks of `size`, for every key/value head.
+fn tasks(docs: &[(usize, usize)], kv_heads: usize, size: usize) -> Vec<Task> {
+    let mut out = Vec::new();
+    for (doc, &(s, e)) in docs.iter().enumerate() {
+        for kv_head in 0..kv_heads {
+            for from in (0..e - s).step_by(size) {
+                let to = (from + size).min(e - s);
+                out.push(Task {
+                    doc,
+                    kv_head,
+                    from,
+                    to,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What a task computed: `values` for its positions × the heads it covers × `head_dim`
+/// (row-major), and, in the forward pass, one log-sum-exp per position and head.
+struct Block {
+    task: Task,
+    values: Vec<f32>,
+    lse: Vec<f32>,
+    second: Vec<f32>,
+}
+
+/// The op's inputs, laid out for the tasks.
+struct Inputs<'a> {
+    q: &'a [f32],
+    kt: Vec<Transposed>,
+    vt: Vec<Transposed>,
+}
+
+/// The backward pass's extra inputs: the output's gradient, the saved log-sum-exp and
+/// `Δ = rowsum(dout ⊙ out)` per token and head.
+struct Grads<'a> {
+    dout: &'a [f32],
+    lse: &'a [f32],
+    delta: Vec<f32>,
 }
 
 impl DocumentAttention {
     /// Every document's keys (or values) per key/value head, transposed; index `doc · KV + kh`.
-    fn transposed(&self, x: &[f32]) -> Vec<(Transposed, usize)> {
+    fn transposed(&self, x: &[f32]) -> Vec<Transposed> {
         let kw = self.kv_heads * self.head_dim;
         let mut out = Vec::new();
         for &doc in self.docs.iter() {
             for kh in 0..self.kv_heads {
-                out.push((Transposed::new(x, kw, kh, self.head_dim, doc), kh));
+                out.push(Transposed::new(x, kw, kh, self.head_dim, doc));
             }
         }
         out
+    }
+
+    fn inputs<'a>(&self, q: &'a [f32], k: &[f32], v: &[f32]) -> Inputs<'a> {
+        Inputs {
+            q,
+            kt: self.transposed(k),
+            vt: self.transposed(v),
+        }
+    }
+
+    fn start(&self, doc: usize) -> usize {
+        self.docs.get(doc).map_or(0, |d| d.0)
     }
 
     /// Output `[T, H·d]` and log-sum-exp `[T, H]`.
@@ -189,57 +202,239 @@ impl DocumentAttention {
         v: &[f32],
         tokens: usize,
     ) -> (Vec<f32>, Vec<f32>) {
-        let (h_n, d, g, kv) = (self.heads, self.head_dim, self.group(), self.kv_heads);
-        let qw = h_n * d;
-        let scale = self.scale();
-        let (kt, vt) = (self.transposed(k), self.transposed(v));
-        let mut doc_of = vec![0usize; tokens];
-        for (i, &(s, e)) in self.docs.iter().enumerate() {
-            if let Some(slots) = doc_of.get_mut(s..e) {
-                slots.fill(i);
-            }
+        let x = self.inputs(q, k, v);
+        let arch = pulp::Arch::new();
+        let blocks: Vec<Block> = tasks(&self.docs, self.kv_heads, QUERY_BLOCK)
+            .into_par_iter()
+            .map(|task| arch.dispatch(|| self.forward_block(&x, task)))
+            .collect();
+        let (mut out, mut lse) = (
+            vec![0f32; tokens * self.heads * self.head_dim],
+            vec![0f32; tokens * self.heads],
+        );
+        for b in &blocks {
+            self.scatter_rows(&mut out, self.head_dim, b, &b.values);
+            self.scatter_rows(&mut lse, 1, b, &b.lse);
         }
-        let mut out = vec![0f32; tokens * qw];
-        let mut lse = vec![0f32; tokens * h_n];
-        out.par_chunks_mut(qw)
-            .zip(lse.par_chunks_mut(h_n))
-            .enumerate()
-            .for_each_init(Vec::new, |sc, (t, (o, l))| {
-                let doc = doc_of.get(t).copied().unwrap_or_default();
-                let start = self.docs.get(doc).map_or(t, |x| x.0);
-                let len = t - start + 1;
-                for h in 0..h_n {
-                    let (Some((kth, _)), Some((vth, _))) =
-                        (kt.get(doc * kv + h / g), vt.get(doc * kv + h / g))
-                    else {
-                        continue;
-                    };
-                    combine(sc, vector(q, t, qw, h, d), scale, kth, len);
-                    let m = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for x in sc.iter_mut() {
-                        *x = exp_neg(*x - m);
-                        sum += *x;
-                    }
-                    let inv = 1.0 / sum;
-                    for (dd, slot) in o
-                        .get_mut(h * d..(h + 1) * d)
-                        .unwrap_or_default()
-                        .iter_mut()
-                        .enumerate()
-                    {
-                        *slot = dot(sc, vth.lane(dd, len)) * inv;
-                    }
-                    if let Some(slot) = l.get_mut(h) {
-                        *slot = m + sum.ln();
-                    }
-                }
-            });
         (out, lse)
     }
 
+    /// Copies a block's `[rows × group × width]` values into `dst` `[T, H·width]`.
+    fn scatter_rows(&self, dst: &mut [f32], width: usize, b: &Block, src: &[f32]) {
+        let (g, s) = (self.group(), self.start(b.task.doc));
+        let row_width = self.heads * width;
+        let span = g * width;
+        for (r, chunk) in (b.task.from..b.task.to).zip(src.chunks_exact(span)) {
+            let at = (s + r) * row_width + b.task.kv_head * span;
+            if let Some(slot) = dst.get_mut(at..at + span) {
+                slot.copy_from_slice(chunk);
+            }
+        }
+    }
+
+    /// One query block against its document's keys, tile by tile, with the running maximum
+    /// and sum of the online softmax (so no row of scores is ever whole).
+    #[inline(always)]
+    fn forward_block(&self, x: &Inputs, task: Task) -> Block {
+        let (d, g, qw, scale) = (
+            self.head_dim,
+            self.group(),
+            self.heads * self.head_dim,
+            self.scale(),
+        );
+        let (s, rows) = (self.start(task.doc), task.to - task.from);
+        let at = task.doc * self.kv_heads + task.kv_head;
+        let (Some(kt), Some(vt)) = (x.kt.get(at), x.vt.get(at)) else {
+            return Block {
+                task,
+                values: Vec::new(),
+                lse: Vec::new(),
+                second: Vec::new(),
+            };
+        };
+        let mut acc = vec![0f32; rows * g * d];
+        let mut max = vec![f32::NEG_INFINITY; rows * g];
+        let mut sum = vec![0f32; rows * g];
+        let mut p = Vec::with_capacity(KEY_TILE);
+        for j0 in (0..task.to).step_by(KEY_TILE) {
+            let j1 = (j0 + KEY_TILE).min(task.to);
+            for r in task.from.max(j0)..task.to {
+                let len = j1.min(r + 1) - j0;
+                for hg in 0..g {
+                    let h = task.kv_head * g + hg;
+                    let slot = (r - task.from) * g + hg;
+                    combine(&mut p, vector(x.q, s + r, qw, h, d), scale, kt, j0, len);
+                    let (Some(m), Some(l)) = (max.get_mut(slot), sum.get_mut(slot)) else {
+                        continue;
+                    };
+                    let m_new = m.max(max_of(&p));
+                    let correction = exp_neg(*m - m_new);
+                    *l = *l * correction + exp_shifted_sum(&mut p, m_new);
+                    *m = m_new;
+                    let o = acc.get_mut(slot * d..(slot + 1) * d).unwrap_or_default();
+                    for (dd, o) in o.iter_mut().enumerate() {
+                        *o = *o * correction + dot(&p, vt.lane(dd, j0, len));
+                    }
+                }
+            }
+        }
+        for ((o, m), l) in acc.chunks_exact_mut(d).zip(max.iter_mut()).zip(&sum) {
+            let inv = 1.0 / l;
+            o.iter_mut().for_each(|x| *x *= inv);
+            *m += l.ln();
+        }
+        Block {
+            task,
+            values: acc,
+            lse: max,
+            second: Vec::new(),
+        }
+    }
+
+    /// The probabilities `p` of query `i` (head `h`) over keys `j0..j0+len` and the gradient
+    /// of their scaled scores `ds = p (dp − Δ) · scale`, recomputed from the saved log-sum-exp.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn recompute(
+        &self,
+        x: &Inputs,
+        gr: &Grads,
+        (kt, vt): (&Transposed, &Transposed),
+        (i, h): (usize, usize),
+        (j0, len): (usize, usize),
+        p: &mut Vec<f32>,
+        ds: &mut Vec<f32>,
+    ) {
+        let (d, qw, scale) = (self.head_dim, self.heads * self.head_dim, self.scale());
+        let li = gr.lse.get(i * self.heads + h).copied().unwrap_or_default();
+        let delta = gr
+            .delta
+            .get(i * self.heads + h)
+            .copied()
+            .unwrap_or_default();
+        combine(p, vector(x.q, i, qw, h, d), scale, kt, j0, len);
+        p.iter_mut().for_each(|v| *v = exp_neg(*v - li));
+        combine(ds, vector(gr.dout, i, qw, h, d), 1.0, vt, j0, len);
+        for (dsj, &pj) in ds.iter_mut().zip(p.iter()) {
+            *dsj = pj * (*dsj - delta) * scale;
+        }
+    }
+
+    /// `dkᵀ` and `dvᵀ` of one key tile, from every query of its document that sees it.
+    #[inline(always)]
+    fn key_tile_grads(&self, x: &Inputs, gr: &Grads, task: Task) -> Block {
+        let (d, g, qw) = (self.head_dim, self.group(), self.heads * self.head_dim);
+        let (s, e) = self.docs.get(task.doc).copied().unwrap_or((0, 0));
+        let at = task.doc * self.kv_heads + task.kv_head;
+        let width = task.to - task.from;
+        let (mut dkt, mut dvt) = (vec![0f32; d * width], vec![0f32; d * width]);
+        let (Some(kt), Some(vt)) = (x.kt.get(at), x.vt.get(at)) else {
+            return Block {
+                task,
+                values: dkt,
+                lse: Vec::new(),
+                second: dvt,
+            };
+        };
+        let (mut p, mut ds) = (Vec::with_capacity(width), Vec::with_capacity(width));
+        for r in task.from..e - s {
+            let len = task.to.min(r + 1) - task.from;
+            for hg in 0..g {
+                let h = task.kv_head * g + hg;
+                self.recompute(
+                    x,
+                    gr,
+                    (kt, vt),
+                    (s + r, h),
+                    (task.from, len),
+                    &mut p,
+                    &mut ds,
+                );
+                let (qi, doi) = (
+                    vector(x.q, s + r, qw, h, d),
+                    vector(gr.dout, s + r, qw, h, d),
+                );
+                for dd in 0..d {
+                    let lane = dd * width..dd * width + len;
+                    let (qd, dod) = (qi.get(dd).copied(), doi.get(dd).copied());
+                    axpy(
+                        dkt.get_mut(lane.clone()).unwrap_or_default(),
+                        qd.unwrap_or_default(),
+                        &ds,
+                    );
+                    axpy(
+                        dvt.get_mut(lane).unwrap_or_default(),
+                        dod.unwrap_or_default(),
+                        &p,
+                    );
+                }
+            }
+        }
+        Block {
+            task,
+            values: dkt,
+            lse: Vec::new(),
+            second: dvt,
+        }
+    }
+
+    /// `dq` of one query block, from every key tile its queries see.
+    #[inline(always)]
+    fn query_block_grads(&self, x: &Inputs, gr: &Grads, task: Task) -> Block {
+        let (d, g) = (self.head_dim, self.group());
+        let s = self.start(task.doc);
+        let at = task.doc * self.kv_heads + task.kv_head;
+        let mut dq = vec![0f32; (task.to - task.from) * g * d];
+        let (Some(kt), Some(vt)) = (x.kt.get(at), x.vt.get(at)) else {
+            return Block {
+                task,
+                values: dq,
+                lse: Vec::new(),
+                second: Vec::new(),
+            };
+        };
+        let (mut p, mut ds) = (Vec::with_capacity(KEY_TILE), Vec::with_capacity(KEY_TILE));
+        for j0 in (0..task.to).step_by(KEY_TILE) {
+            let j1 = (j0 + KEY_TILE).min(task.to);
+            for r in task.from.max(j0)..task.to {
+                let len = j1.min(r + 1) - j0;
+                for hg in 0..g {
+                    let h = task.kv_head * g + hg;
+                    self.recompute(x, gr, (kt, vt), (s + r, h), (j0, len), &mut p, &mut ds);
+                    let slot = ((r - task.from) * g + hg) * d;
+                    let row = dq.get_mut(slot..slot + d).unwrap_or_default();
+                    for (dd, v) in row.iter_mut().enumerate() {
+                        *v += dot(&ds, kt.lane(dd, j0, len));
+                    }
+                }
+            }
+        }
+        Block {
+            task,
+            values: dq,
+            lse: Vec::new(),
+            second: Vec::new(),
+        }
+    }
+
+    /// Adds a key tile's `dkᵀ` (`d × width`) into `dst` `[T, KV·d]`.
+    fn scatter_transposed(&self, dst: &mut [f32], b: &Block, src: &[f32]) {
+        let (d, s) = (self.head_dim, self.start(b.task.doc));
+        let (kw, width) = (self.kv_heads * d, b.task.to - b.task.from);
+        for j in 0..width {
+            let at = (s + b.task.from + j) * kw + b.task.kv_head * d;
+            for dd in 0..d {
+                if let (Some(slot), Some(x)) = (dst.get_mut(at + dd), src.get(dd * width + j)) {
+                    *slot += x;
+                }
+            }
+        }
+    }
+
     /// Gradients of `q`, `k`, `v` from the output's gradient `dout`, recomputing the
-    /// probabilities from the saved log-sum-exp.
+    /// probabilities from the saved log-sum-exp: one parallel pass over key tiles for `dk`/`dv`
+    /// and one over query blocks for `dq`, so every gradient element is summed by one task in a
+    /// fixed order (no atomics, no per-thread copies of the whole gradient).
     #[allow(clippy::too_many_arguments)]
     pub fn backward_slices(
         &self,
@@ -251,107 +446,34 @@ impl DocumentAttention {
         dout: &[f32],
         tokens: usize,
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let (h_n, d, g, kv) = (self.heads, self.head_dim, self.group(), self.kv_heads);
-        let (qw, kw) = (h_n * d, kv * d);
-        let scale = self.scale();
-        let (kt, vt) = (self.transposed(k), self.transposed(v));
-        let threads = rayon::current_num_threads().max(1);
-        let chunks = (2 * threads)
-            .div_ceil((self.docs.len() * h_n).max(1))
-            .max(1);
-        let mut tasks = Vec::new();
-        for (doc, &(s, e)) in self.docs.iter().enumerate() {
-            for h in 0..h_n {
-                tasks.extend(
-                    balanced_chunks(e - s, chunks)
-                        .into_iter()
-                        .map(|r| (doc, h, r)),
-                );
-            }
-        }
-        let parts: Vec<Part> = tasks
-            .par_iter()
-            .map(|&(doc, h, (r0, r1))| {
-                let (s, e) = self.docs.get(doc).copied().unwrap_or((0, 0));
-                let n = e - s;
-                let (kth, vth) = (&kt[doc * kv + h / g].0, &vt[doc * kv + h / g].0);
-                let mut part = Part {
-                    doc,
-                    head: h,
-                    rows: (r0, r1),
-                    dq: vec![0f32; (r1 - r0) * d],
-                    dkt: vec![0f32; d * n],
-                    dvt: vec![0f32; d * n],
-                };
-                let (mut p, mut dp) = (Vec::new(), Vec::new());
-                for r in r0..r1 {
-                    let i = s + r;
-                    let len = r + 1;
-                    let (qi, doi) = (vector(q, i, qw, h, d), vector(dout, i, qw, h, d));
-                    let delta = dot(doi, vector(out, i, qw, h, d));
-                    let li = lse.get(i * h_n + h).copied().unwrap_or_default();
-                    combine(&mut p, qi, scale, kth, len);
-                    p.iter_mut().for_each(|x| *x = exp_neg(*x - li));
-                    combine(&mut dp, doi, 1.0, vth, len);
-                    // dp becomes ds = p (dp − Δ) · scale, the gradient of the scaled scores.
-                    for (dsj, &pj) in dp.iter_mut().zip(p.iter()) {
-                        *dsj = pj * (*dsj - delta) * scale;
-                    }
-                    let dq_row = part
-                        .dq
-                        .get_mut((r - r0) * d..(r - r0 + 1) * d)
-                        .unwrap_or_default();
-                    for (dd, slot) in dq_row.iter_mut().enumerate() {
-                        *slot = dot(&dp, kth.lane(dd, len));
-                    }
-                    for dd in 0..d {
-                        let lane = dd * n..dd * n + len;
-                        axpy(
-                            part.dkt.get_mut(lane.clone()).unwrap_or_default(),
-                            qi.get(dd).copied().unwrap_or_default(),
-                            &dp,
-                        );
-                        axpy(
-                            part.dvt.get_mut(lane).unwrap_or_default(),
-                            doi.get(dd).copied().unwrap_or_default(),
-                            &p,
-                        );
-                    }
-                }
-                part
-            })
+        let (h_n, d, kv) = (self.heads, self.head_dim, self.kv_heads);
+        let x = self.inputs(q, k, v);
+        let delta = dout
+            .par_chunks(d)
+            .zip(out.par_chunks(d))
+            .map(|(a, b)| dot(a, b))
+            .collect();
+        let gr = Grads { dout, lse, delta };
+        let arch = pulp::Arch::new();
+        let key_tiles: Vec<Block> = tasks(&self.docs, kv, KEY_TILE)
+            .into_par_iter()
+            .map(|task| arch.dispatch(|| self.key_tile_grads(&x, &gr, task)))
+            .collect();
+        let query_blocks: Vec<Block> = tasks(&self.docs, kv, QUERY_BLOCK)
+            .into_par_iter()
+            .map(|task| arch.dispatch(|| self.query_block_grads(&x, &gr, task)))
             .collect();
         let (mut dq, mut dk, mut dv) = (
-            vec![0f32; tokens * qw],
-            vec![0f32; tokens * kw],
-            vec![0f32; tokens * kw],
+            vec![0f32; tokens * h_n * d],
+            vec![0f32; tokens * kv * d],
+            vec![0f32; tokens * kv * d],
         );
-        // Summed in task order: the result does not depend on the thread count.
-        for part in parts {
-            let (s, e) = self.docs.get(part.doc).copied().unwrap_or((0, 0));
-            let n = e - s;
-            let (h, kh) = (part.head, part.head / g);
-            for r in part.rows.0..part.rows.1 {
-                let at = (s + r) * qw + h * d;
-                if let (Some(dst), Some(src)) = (
-                    dq.get_mut(at..at + d),
-                    part.dq
-                        .get((r - part.rows.0) * d..(r - part.rows.0 + 1) * d),
-                ) {
-                    dst.copy_from_slice(src);
-                }
-            }
-            for j in 0..n {
-                let at = (s + j) * kw + kh * d;
-                for dd in 0..d {
-                    if let (Some(slot), Some(x)) = (dk.get_mut(at + dd), part.dkt.get(dd * n + j)) {
-                        *slot += x;
-                    }
-                    if let (Some(slot), Some(x)) = (dv.get_mut(at + dd), part.dvt.get(dd * n + j)) {
-                        *slot += x;
-                    }
-                }
-            }
+        for b in &query_blocks {
+            self.scatter_rows(&mut dq, d, b, &b.values);
+        }
+        for b in &key_tiles {
+            self.scatter_transposed(&mut dk, b, &b.values);
+            self.scatter_transposed(&mut dv, b, &b.second);
         }
         (dq, dk, dv)
     }
