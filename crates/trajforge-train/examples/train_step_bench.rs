@@ -3,7 +3,7 @@
 //! `train_step_bench SHAPE TOKENS STEPS [DOCS]`: SHAPE is `tiny` or `0.5b-2l` (the
 //! Qwen2.5-Coder-0.5B shape cut to 2 layers); one packed row of TOKENS tokens in DOCS documents
 //! (default 4) with every other token supervised; STEPS optimizer steps (forward, backward,
-//! clipping, AdamW), the first one a warm-up. Prints one JSON line: the median step time and
+//! clipping, AdamW), the first one a warm-up; `LOSS_CHUNK` (default 1024) sets the loss's chunk. Prints one JSON line: the median step time and
 //! tokens/s. Same ids, positions and masks as bench/train_torch.py builds. `flops PRESET DOC_LEN`
 //! prints the training FLOPs per token of a preset instead.
 
@@ -77,7 +77,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (toks, targets) = flatten(std::slice::from_ref(&r), &config, &dev)?;
     let opts = PassOptions {
         scale: 1.0 / targets.len() as f64,
-        loss_chunk: 1024,
+        loss_chunk: std::env::var("LOSS_CHUNK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1024),
         recompute,
         dtype: DType::F32,
     };

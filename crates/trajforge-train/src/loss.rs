@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{Result, TrainError};
-use crate::model::vector::{exp_shifted_sum, max_of, sum_exp_shifted};
+use crate::model::vector::{Kernel, exp_shifted_sum, max_of, sum_exp_shifted, vectorized};
 
 /// The scored positions of a micro-batch: position, the token it must predict, its document.
 #[derive(Debug, Clone, Default)]
@@ -137,6 +137,22 @@ impl SoftmaxCrossEntropy {
     }
 }
 
+/// One row of the kernel, as a [`Kernel`] so it compiles for the CPU's instruction set.
+struct Row<'a> {
+    op: &'a SoftmaxCrossEntropy,
+    z: &'a [f32],
+    label: u32,
+    g: Option<&'a mut [f32]>,
+}
+
+impl Kernel for Row<'_> {
+    type Output = f32;
+    #[inline(always)]
+    fn run(self) -> f32 {
+        self.op.row(self.z, self.label, self.g)
+    }
+}
+
 impl CustomOp1 for SoftmaxCrossEntropy {
     fn name(&self) -> &'static str {
         "softmax-cross-entropy"
@@ -161,14 +177,34 @@ impl CustomOp1 for SoftmaxCrossEntropy {
                 .par_chunks_mut(vocab)
                 .zip(z.par_chunks(vocab))
                 .zip(self.labels.par_iter())
-                .map(|((g, z), &y)| arch.dispatch(|| self.row(z, y, Some(g))))
+                .map(|((g, z), &y)| {
+                    vectorized(
+                        arch,
+                        Row {
+                            op: self,
+                            z,
+                            label: y,
+                            g: Some(g),
+                        },
+                    )
+                })
                 .collect();
             (nll, g, Shape::from((rows, vocab)))
         } else {
             let nll: Vec<f32> = z
                 .par_chunks(vocab)
                 .zip(self.labels.par_iter())
-                .map(|(z, &y)| arch.dispatch(|| self.row(z, y, None)))
+                .map(|(z, &label)| {
+                    vectorized(
+                        arch,
+                        Row {
+                            op: self,
+                            z,
+                            label,
+                            g: None,
+                        },
+                    )
+                })
                 .collect();
             (nll.clone(), nll, Shape::from(rows))
         };

@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::vector::{axpy, dot, exp_neg, exp_shifted_sum, max_of};
+use super::vector::{
+    Kernel, axpy, dot, exp_neg, exp_shifted_sum, max_of, vectorized, weighted_rows,
+};
 
 /// The op: documents `[start, end)` over the flat token run, and the head layout.
 #[derive(Debug)]
@@ -109,11 +111,7 @@ const KEY_TILE: usize = 256;
 /// `out[..len] = scale · Σ_dd w[dd] · kt[dd][from..from + len]`.
 #[inline(always)]
 fn combine(out: &mut Vec<f32>, w: &[f32], scale: f32, kt: &Transposed, from: usize, len: usize) {
-    out.clear();
-    out.resize(len, 0.0);
-    for (dd, &x) in w.iter().enumerate() {
-        axpy(out, x * scale, kt.lane(dd, from, len));
-    }
+    weighted_rows(out, w, scale, (&kt.data, kt.n, from), len);
 }
 
 /// One task: a document, a key/value head (with its group of query heads) and a range of
@@ -169,7 +167,60 @@ struct Grads<'a> {
     delta: Vec<f32>,
 }
 
+/// The three passes over tasks: the forward pass and, in the backward pass, `dk`/`dv` per key
+/// tile and `dq` per query block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pass {
+    Forward,
+    KeyTile,
+    QueryBlock,
+}
+
+/// One task of a pass, as a [`Kernel`] so its loops compile for the CPU's instruction set.
+struct Job<'a> {
+    op: &'a DocumentAttention,
+    x: &'a Inputs<'a>,
+    gr: Option<&'a Grads<'a>>,
+    pass: Pass,
+    task: Task,
+}
+
+impl Kernel for Job<'_> {
+    type Output = Block;
+    #[inline(always)]
+    fn run(self) -> Block {
+        match (self.pass, self.gr) {
+            (Pass::KeyTile, Some(gr)) => self.op.key_tile_grads(self.x, gr, self.task),
+            (Pass::QueryBlock, Some(gr)) => self.op.query_block_grads(self.x, gr, self.task),
+            _ => self.op.forward_block(self.x, self.task),
+        }
+    }
+}
+
 impl DocumentAttention {
+    /// Runs every task of `pass` in parallel; blocks come back in task order.
+    fn run(&self, pass: Pass, x: &Inputs, gr: Option<&Grads>) -> Vec<Block> {
+        let size = if pass == Pass::KeyTile {
+            KEY_TILE
+        } else {
+            QUERY_BLOCK
+        };
+        let arch = pulp::Arch::new();
+        tasks(&self.docs, self.kv_heads, size)
+            .into_par_iter()
+            .map(|task| {
+                let job = Job {
+                    op: self,
+                    x,
+                    gr,
+                    pass,
+                    task,
+                };
+                vectorized(arch, job)
+            })
+            .collect()
+    }
+
     /// Every document's keys (or values) per key/value head, transposed; index `doc · KV + kh`.
     fn transposed(&self, x: &[f32]) -> Vec<Transposed> {
         let kw = self.kv_heads * self.head_dim;
@@ -203,11 +254,7 @@ impl DocumentAttention {
         tokens: usize,
     ) -> (Vec<f32>, Vec<f32>) {
         let x = self.inputs(q, k, v);
-        let arch = pulp::Arch::new();
-        let blocks: Vec<Block> = tasks(&self.docs, self.kv_heads, QUERY_BLOCK)
-            .into_par_iter()
-            .map(|task| arch.dispatch(|| self.forward_block(&x, task)))
-            .collect();
+        let blocks = self.run(Pass::Forward, &x, None);
         let (mut out, mut lse) = (
             vec![0f32; tokens * self.heads * self.head_dim],
             vec![0f32; tokens * self.heads],
@@ -454,15 +501,8 @@ impl DocumentAttention {
             .map(|(a, b)| dot(a, b))
             .collect();
         let gr = Grads { dout, lse, delta };
-        let arch = pulp::Arch::new();
-        let key_tiles: Vec<Block> = tasks(&self.docs, kv, KEY_TILE)
-            .into_par_iter()
-            .map(|task| arch.dispatch(|| self.key_tile_grads(&x, &gr, task)))
-            .collect();
-        let query_blocks: Vec<Block> = tasks(&self.docs, kv, QUERY_BLOCK)
-            .into_par_iter()
-            .map(|task| arch.dispatch(|| self.query_block_grads(&x, &gr, task)))
-            .collect();
+        let key_tiles = self.run(Pass::KeyTile, &x, Some(&gr));
+        let query_blocks = self.run(Pass::QueryBlock, &x, Some(&gr));
         let (mut dq, mut dk, mut dv) = (
             vec![0f32; tokens * h_n * d],
             vec![0f32; tokens * kv * d],

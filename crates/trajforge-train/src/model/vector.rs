@@ -5,13 +5,17 @@
 //! whatever the instruction set: results are identical on every x86-64 machine.
 
 /// `eˣ` for `x ≤ 0` in a form the compiler vectorises (Cephes' `expf`: range reduction by
-/// `ln 2`, a degree-5 polynomial; relative error below 2e-7); `x < -87` gives 0.
+/// `ln 2`, a degree-5 polynomial; relative error below 2e-7); `x < -87` is taken as −87 (e⁻⁸⁷ ≈ 1.6e-38, not 0, so
+/// no sum of exponentials is ever 0).
 #[inline(always)]
 pub fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     let x = x.max(-87.0);
-    // Round to nearest by the 1.5·2²³ trick (no `round` call, so SSE2 vectorises it).
-    let k = (x * LOG2E + 12_582_912.0) - 12_582_912.0;
+    // Round to nearest by adding 1.5·2²³: `k = round(x·log2 e)` then sits in the low mantissa
+    // bits of `t`, so the power 2ᵏ is built from `t`'s bits with wrapping integer ops (a
+    // float-to-int cast saturates, and checked arithmetic would not vectorise).
+    let t = x * LOG2E + 12_582_912.0;
+    let k = t - 12_582_912.0;
     let r = x - k * 0.693_359_4 + k * 2.121_944_4e-4;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -20,18 +24,52 @@ pub fn exp_neg(x: f32) -> f32 {
     let p = p * r + 0.166_666_66;
     let p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
-    f32::from_bits(((k as i32 + 127) << 23) as u32) * e
+    let power = t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127) << 23;
+    f32::from_bits(power) * e
 }
 
 /// Accumulator lanes of the reductions: sixteen, so they vectorise (AVX-512 or two AVX2
 /// registers) without reassociation flags, and sum in the same order on every machine.
 pub const LANES: usize = 16;
 
-/// `Σ aᵢ·bᵢ`.
+/// Outputs per register block of [`weighted_rows`] and [`dot`]: four independent 16-float
+/// accumulators, so the adds do not wait on each other and stay in registers.
+pub const BLOCK: usize = 64;
+
+/// The sum of `acc`'s lanes, pairwise (a few vector adds, where a running sum over the lanes
+/// would be `N` dependent scalar adds). `N` is a power of two.
+#[inline(always)]
+pub fn reduce<const N: usize>(mut acc: [f32; N]) -> f32 {
+    let mut width = N / 2;
+    while width > 0 {
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+        width /= 2;
+    }
+    acc[0]
+}
+
+/// `Σ aᵢ·bᵢ`: blocks of 64 in four register chains, then 16 at a time, then the rest.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let n = a.len().min(b.len());
+    let (a, b) = (
+        a.get(..n).unwrap_or_default(),
+        b.get(..n).unwrap_or_default(),
+    );
+    let mut wide = [0f32; BLOCK];
+    let (ca, cb) = (a.chunks_exact(BLOCK), b.chunks_exact(BLOCK));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        if let (Ok(x), Ok(y)) = (<&[f32; BLOCK]>::try_from(x), <&[f32; BLOCK]>::try_from(y)) {
+            for l in 0..BLOCK {
+                wide[l] += x[l] * y[l];
+            }
+        }
+    }
+    let mut narrow = [0f32; LANES];
+    let (ca, cb) = (ra.chunks_exact(LANES), rb.chunks_exact(LANES));
     let tail: f32 = ca
         .remainder()
         .iter()
@@ -39,11 +77,56 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         .map(|(x, y)| x * y)
         .sum();
     for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+        if let (Ok(x), Ok(y)) = (<&[f32; LANES]>::try_from(x), <&[f32; LANES]>::try_from(y)) {
+            for l in 0..LANES {
+                narrow[l] += x[l] * y[l];
+            }
         }
     }
-    acc.iter().sum::<f32>() + tail
+    reduce(wide) + reduce(narrow) + tail
+}
+
+/// `out[j] = scale · Σᵢ w[i] · data[i·stride + from + j]` for `j < len`: a weighted sum of
+/// `w.len()` rows of `len` floats. Each block of 64 outputs is summed over all rows in
+/// registers and stored once (an `axpy` per row would load and store every output per row).
+#[inline(always)]
+pub fn weighted_rows(
+    out: &mut Vec<f32>,
+    w: &[f32],
+    scale: f32,
+    (data, stride, from): (&[f32], usize, usize),
+    len: usize,
+) {
+    out.clear();
+    out.resize(len, 0.0);
+    let full = len / BLOCK * BLOCK;
+    for (b, chunk) in out.chunks_exact_mut(BLOCK).enumerate() {
+        let mut acc = [0f32; BLOCK];
+        for (i, &wi) in w.iter().enumerate() {
+            let at = i * stride + from + b * BLOCK;
+            // A fixed-size row, so the loop unrolls and `acc` lives in four registers.
+            let Some(row) = data
+                .get(at..at + BLOCK)
+                .and_then(|r| <&[f32; BLOCK]>::try_from(r).ok())
+            else {
+                continue;
+            };
+            let a = wi * scale;
+            for l in 0..BLOCK {
+                acc[l] += a * row[l];
+            }
+        }
+        chunk.copy_from_slice(&acc);
+    }
+    let rest = out.get_mut(full..).unwrap_or_default();
+    for (i, &wi) in w.iter().enumerate() {
+        let at = i * stride + from + full;
+        axpy(
+            rest,
+            wi * scale,
+            data.get(at..at + len - full).unwrap_or_default(),
+        );
+    }
 }
 
 /// `y += a·x`.
@@ -70,24 +153,27 @@ pub fn exp_shifted_sum(x: &mut [f32], shift: f32) -> f32 {
         *v = exp_neg(*v - shift);
         tail += *v;
     }
-    acc.iter().sum::<f32>() + tail
+    reduce(acc) + tail
 }
 
+/// The largest element (`-∞` for none). A compare-and-select, not `f32::max`, whose NaN rule
+/// keeps the loop scalar; logits and scores are never NaN here.
 #[inline(always)]
 pub fn max_of(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = x.chunks_exact(LANES);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
+    let mut tail = f32::NEG_INFINITY;
+    for &v in chunks.remainder() {
+        tail = if v > tail { v } else { tail };
+    }
     for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = a.max(v);
+        if let Ok(c) = <&[f32; LANES]>::try_from(c) {
+            for l in 0..LANES {
+                acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+            }
         }
     }
-    acc.iter().copied().fold(tail, f32::max)
+    acc.iter().fold(tail, |m, &v| if v > m { v } else { m })
 }
 
 /// `Σ e^(xᵢ − shift)`, leaving `x` as it is.
@@ -101,5 +187,86 @@ pub fn sum_exp_shifted(x: &[f32], shift: f32) -> f32 {
             *a += exp_neg(v - shift);
         }
     }
-    acc.iter().sum::<f32>() + tail
+    reduce(acc) + tail
+}
+
+/// A kernel run through [`pulp::Arch::dispatch`]. `dispatch` compiles its argument's
+/// `with_simd` for the instruction set it picks, but a closure passed to it is called, not
+/// inlined, and then runs as baseline SSE2 code (measured: scalar `mulss`/`addss` in the
+/// attention's hot loops). So each kernel is a type whose `run` is `#[inline(always)]`, and
+/// [`vectorized`] inlines it into the dispatched function.
+pub trait Kernel {
+    type Output;
+    fn run(self) -> Self::Output;
+}
+
+struct Dispatched<K>(K);
+
+impl<K: Kernel> pulp::WithSimd for Dispatched<K> {
+    type Output = K::Output;
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> K::Output {
+        self.0.run()
+    }
+}
+
+/// Runs `kernel` compiled for the best instruction set of this CPU.
+#[inline(always)]
+pub fn vectorized<K: Kernel>(arch: pulp::Arch, kernel: K) -> K::Output {
+    arch.dispatch(Dispatched(kernel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_neg_matches_the_standard_library() {
+        let mut worst = 0f64;
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let (ours, std) = (f64::from(exp_neg(x)), f64::from(x.exp()));
+            worst = worst.max((ours - std).abs() / std);
+        }
+        assert!(worst < 4e-7, "relative error {worst}");
+        assert_eq!(exp_neg(-1000.0), exp_neg(-87.0));
+        assert_eq!(exp_neg(0.0), 1.0);
+    }
+
+    /// The blocked kernels against plain loops, at lengths around every block boundary.
+    #[test]
+    fn dot_and_weighted_rows_equal_plain_sums() {
+        let data: Vec<f32> = (0..8 * 300)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let w: Vec<f32> = (0..8).map(|i| (i as f32 - 3.5) / 3.0).collect();
+        for len in [0, 1, 15, 16, 17, 63, 64, 65, 130, 256, 299] {
+            let (a, b) = (
+                data.get(..len).unwrap_or_default(),
+                data.get(300..300 + len).unwrap_or_default(),
+            );
+            let plain: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
+            assert!(
+                (f64::from(dot(a, b)) - plain).abs() <= 1e-4 * plain.abs().max(1.0),
+                "dot {len}"
+            );
+            let mut out = Vec::new();
+            weighted_rows(&mut out, &w, 0.5, (&data, 300, 1), len.min(299));
+            for (j, &o) in out.iter().enumerate() {
+                let plain: f32 = w
+                    .iter()
+                    .enumerate()
+                    .map(|(i, wi)| 0.5 * wi * data[i * 300 + 1 + j])
+                    .sum();
+                assert!(
+                    (o - plain).abs() <= 1e-4 * plain.abs().max(1.0),
+                    "weighted_rows {len} at {j}"
+                );
+            }
+        }
+    }
 }
