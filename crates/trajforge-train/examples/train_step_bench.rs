@@ -3,7 +3,8 @@
 //! `train_step_bench SHAPE TOKENS STEPS [DOCS]`: SHAPE is `tiny` or `0.5b-2l` (the
 //! Qwen2.5-Coder-0.5B shape cut to 2 layers); one packed row of TOKENS tokens in DOCS documents
 //! (default 4) with every other token supervised; STEPS optimizer steps (forward, backward,
-//! clipping, AdamW), the first one a warm-up; `LOSS_CHUNK` (default 1024) sets the loss's chunk. Prints one JSON line: the median step time and
+//! clipping, AdamW), the first one a warm-up; `LOSS_CHUNK` (default 1024) sets the loss's
+//! chunk. Prints one JSON line: the median step time and
 //! tokens/s. Same ids, positions and masks as bench/train_torch.py builds. `flops PRESET DOC_LEN`
 //! prints the training FLOPs per token of a preset instead.
 
