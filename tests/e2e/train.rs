@@ -21,15 +21,19 @@ fn data_set(run: &Path) -> String {
     format!("stages.zero.data=[{}]", run.display())
 }
 
-fn losses(out: &Path) -> Vec<f64> {
+/// The values of `key` in `metrics.jsonl`, in order, from the lines that carry a number there.
+fn metric(out: &Path, key: &str) -> Vec<f64> {
     let text = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics.jsonl");
     text.lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("metrics line")["loss"]
-                .as_f64()
-                .expect("loss")
+        .filter_map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).expect("metrics line");
+            line[key].as_f64()
         })
         .collect()
+}
+
+fn losses(out: &Path) -> Vec<f64> {
+    metric(out, "loss")
 }
 
 fn train(run: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -333,11 +337,7 @@ fn eval_scores_a_trained_model_per_row_and_in_total() {
         "eval.every=1",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).expect("metrics");
-    let evals: Vec<f64> = metrics
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["eval_loss"].as_f64())
-        .collect();
+    let evals = metric(&out, "eval_loss");
     assert_eq!(
         evals.len(),
         3,
