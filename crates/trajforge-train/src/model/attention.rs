@@ -152,6 +152,27 @@ struct Block {
     second: Vec<f32>,
 }
 
+impl Block {
+    fn new(task: Task) -> Block {
+        Block {
+            task,
+            values: Vec::new(),
+            lse: Vec::new(),
+            second: Vec::new(),
+        }
+    }
+}
+
+/// The causal walk of a query block: `(j0, r, len)` for every key tile starting at `j0` and
+/// every query row `r` of the block that sees it, `len` being the keys of the tile it sees.
+#[inline(always)]
+fn causal_tiles(task: Task) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..task.to).step_by(KEY_TILE).flat_map(move |j0| {
+        let j1 = (j0 + KEY_TILE).min(task.to);
+        (task.from.max(j0)..task.to).map(move |r| (j0, r, j1.min(r + 1) - j0))
+    })
+}
+
 /// The op's inputs, laid out for the tasks.
 struct Inputs<'a> {
     q: &'a [f32],
@@ -241,6 +262,12 @@ impl DocumentAttention {
         }
     }
 
+    /// A task's transposed keys and values.
+    fn kv<'x>(&self, x: &'x Inputs, task: Task) -> Option<(&'x Transposed, &'x Transposed)> {
+        let at = task.doc * self.kv_heads + task.kv_head;
+        Some((x.kt.get(at)?, x.vt.get(at)?))
+    }
+
     fn start(&self, doc: usize) -> usize {
         self.docs.get(doc).map_or(0, |d| d.0)
     }
@@ -290,38 +317,28 @@ impl DocumentAttention {
             self.scale(),
         );
         let (s, rows) = (self.start(task.doc), task.to - task.from);
-        let at = task.doc * self.kv_heads + task.kv_head;
-        let (Some(kt), Some(vt)) = (x.kt.get(at), x.vt.get(at)) else {
-            return Block {
-                task,
-                values: Vec::new(),
-                lse: Vec::new(),
-                second: Vec::new(),
-            };
+        let Some((kt, vt)) = self.kv(x, task) else {
+            return Block::new(task);
         };
         let mut acc = vec![0f32; rows * g * d];
         let mut max = vec![f32::NEG_INFINITY; rows * g];
         let mut sum = vec![0f32; rows * g];
         let mut p = Vec::with_capacity(KEY_TILE);
-        for j0 in (0..task.to).step_by(KEY_TILE) {
-            let j1 = (j0 + KEY_TILE).min(task.to);
-            for r in task.from.max(j0)..task.to {
-                let len = j1.min(r + 1) - j0;
-                for hg in 0..g {
-                    let h = task.kv_head * g + hg;
-                    let slot = (r - task.from) * g + hg;
-                    combine(&mut p, vector(x.q, s + r, qw, h, d), scale, kt, j0, len);
-                    let (Some(m), Some(l)) = (max.get_mut(slot), sum.get_mut(slot)) else {
-                        continue;
-                    };
-                    let m_new = m.max(max_of(&p));
-                    let correction = exp_neg(*m - m_new);
-                    *l = *l * correction + exp_shifted_sum(&mut p, m_new);
-                    *m = m_new;
-                    let o = acc.get_mut(slot * d..(slot + 1) * d).unwrap_or_default();
-                    for (dd, o) in o.iter_mut().enumerate() {
-                        *o = *o * correction + dot(&p, vt.lane(dd, j0, len));
-                    }
+        for (j0, r, len) in causal_tiles(task) {
+            for hg in 0..g {
+                let h = task.kv_head * g + hg;
+                let slot = (r - task.from) * g + hg;
+                combine(&mut p, vector(x.q, s + r, qw, h, d), scale, kt, j0, len);
+                let (Some(m), Some(l)) = (max.get_mut(slot), sum.get_mut(slot)) else {
+                    continue;
+                };
+                let m_new = m.max(max_of(&p));
+                let correction = exp_neg(*m - m_new);
+                *l = *l * correction + exp_shifted_sum(&mut p, m_new);
+                *m = m_new;
+                let o = acc.get_mut(slot * d..(slot + 1) * d).unwrap_or_default();
+                for (dd, o) in o.iter_mut().enumerate() {
+                    *o = *o * correction + dot(&p, vt.lane(dd, j0, len));
                 }
             }
         }
@@ -331,10 +348,9 @@ impl DocumentAttention {
             *m += l.ln();
         }
         Block {
-            task,
             values: acc,
             lse: max,
-            second: Vec::new(),
+            ..Block::new(task)
         }
     }
 
@@ -372,15 +388,13 @@ impl DocumentAttention {
     fn key_tile_grads(&self, x: &Inputs, gr: &Grads, task: Task) -> Block {
         let (d, g, qw) = (self.head_dim, self.group(), self.heads * self.head_dim);
         let (s, e) = self.docs.get(task.doc).copied().unwrap_or((0, 0));
-        let at = task.doc * self.kv_heads + task.kv_head;
         let width = task.to - task.from;
         let (mut dkt, mut dvt) = (vec![0f32; d * width], vec![0f32; d * width]);
-        let (Some(kt), Some(vt)) = (x.kt.get(at), x.vt.get(at)) else {
+        let Some((kt, vt)) = self.kv(x, task) else {
             return Block {
-                task,
                 values: dkt,
-                lse: Vec::new(),
                 second: dvt,
+                ..Block::new(task)
             };
         };
         let (mut p, mut ds) = (Vec::with_capacity(width), Vec::with_capacity(width));
@@ -418,10 +432,9 @@ impl DocumentAttention {
             }
         }
         Block {
-            task,
             values: dkt,
-            lse: Vec::new(),
             second: dvt,
+            ..Block::new(task)
         }
     }
 
@@ -430,37 +443,28 @@ impl DocumentAttention {
     fn query_block_grads(&self, x: &Inputs, gr: &Grads, task: Task) -> Block {
         let (d, g) = (self.head_dim, self.group());
         let s = self.start(task.doc);
-        let at = task.doc * self.kv_heads + task.kv_head;
         let mut dq = vec![0f32; (task.to - task.from) * g * d];
-        let (Some(kt), Some(vt)) = (x.kt.get(at), x.vt.get(at)) else {
+        let Some((kt, vt)) = self.kv(x, task) else {
             return Block {
-                task,
                 values: dq,
-                lse: Vec::new(),
-                second: Vec::new(),
+                ..Block::new(task)
             };
         };
         let (mut p, mut ds) = (Vec::with_capacity(KEY_TILE), Vec::with_capacity(KEY_TILE));
-        for j0 in (0..task.to).step_by(KEY_TILE) {
-            let j1 = (j0 + KEY_TILE).min(task.to);
-            for r in task.from.max(j0)..task.to {
-                let len = j1.min(r + 1) - j0;
-                for hg in 0..g {
-                    let h = task.kv_head * g + hg;
-                    self.recompute(x, gr, (kt, vt), (s + r, h), (j0, len), &mut p, &mut ds);
-                    let slot = ((r - task.from) * g + hg) * d;
-                    let row = dq.get_mut(slot..slot + d).unwrap_or_default();
-                    for (dd, v) in row.iter_mut().enumerate() {
-                        *v += dot(&ds, kt.lane(dd, j0, len));
-                    }
+        for (j0, r, len) in causal_tiles(task) {
+            for hg in 0..g {
+                let h = task.kv_head * g + hg;
+                self.recompute(x, gr, (kt, vt), (s + r, h), (j0, len), &mut p, &mut ds);
+                let slot = ((r - task.from) * g + hg) * d;
+                let row = dq.get_mut(slot..slot + d).unwrap_or_default();
+                for (dd, v) in row.iter_mut().enumerate() {
+                    *v += dot(&ds, kt.lane(dd, j0, len));
                 }
             }
         }
         Block {
-            task,
             values: dq,
-            lse: Vec::new(),
-            second: Vec::new(),
+            ..Block::new(task)
         }
     }
 

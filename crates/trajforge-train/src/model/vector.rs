@@ -1,12 +1,13 @@
 //! Small f32 kernels the trainer's CPU ops share, written so the compiler vectorises them: each
-//! is `#[inline(always)]` and the ops call them inside [`pulp::Arch::dispatch`], which compiles
-//! the caller for the best instruction set the CPU has (AVX2, AVX-512) and picks it at run
-//! time. Reductions keep sixteen fixed accumulator lanes, so a sum is taken in the same order
-//! whatever the instruction set: results are identical on every x86-64 machine.
+//! is `#[inline(always)]` and the ops run them through [`vectorized`] ([`pulp::Arch::dispatch`]),
+//! which compiles the caller for the best instruction set the CPU has (AVX2, AVX-512) and picks
+//! it at run time. Reductions keep a fixed number of accumulator lanes (16 or 64) summed
+//! pairwise, never fused multiply-adds, so a sum is taken in the same order whatever the
+//! instruction set: results are identical on every x86-64 machine.
 
 /// `eˣ` for `x ≤ 0` in a form the compiler vectorises (Cephes' `expf`: range reduction by
-/// `ln 2`, a degree-5 polynomial; relative error below 2e-7); `x < -87` is taken as −87 (e⁻⁸⁷ ≈ 1.6e-38, not 0, so
-/// no sum of exponentials is ever 0).
+/// `ln 2`, a degree-5 polynomial; relative error below 2e-7); `x < -87` is taken as −87
+/// (e⁻⁸⁷ ≈ 1.6e-38, not 0, so no sum of exponentials is ever 0).
 #[inline(always)]
 pub fn exp_neg(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
