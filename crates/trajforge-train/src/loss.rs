@@ -96,13 +96,14 @@ fn softmax_cross_entropy(
     let lse = z.exp()?.sum_keepdim(D::Minus1)?.log()?;
     let nll = (lse.clone() - z.gather(&y, 1)?)?
         .flatten_all()?
+        .to_dtype(DType::F32)?
         .to_vec1::<f32>()?;
     if !grad {
         return Ok((nll, None));
     }
     // d nll / d logits = softmax − onehot(label), times the loss scale.
     let p = (z.broadcast_sub(&lse)?.exp()? * scale)?;
-    let minus = Tensor::full(-scale as f32, (labels.len(), 1), device)?;
+    let minus = Tensor::full(-scale as f32, (labels.len(), 1), device)?.to_dtype(p.dtype())?;
     Ok((nll, Some(p.scatter_add(&y, &minus, 1)?)))
 }
 
@@ -327,6 +328,46 @@ mod tests {
             ours.per_doc.iter().map(|d| d.1).collect::<Vec<_>>(),
             vec![2, 2]
         );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The fused CPU kernel (f32) against the composed ops, which every other device and
+    /// dtype runs: here in f64 on the CPU, over a vocabulary wider than one 16-lane block.
+    #[test]
+    fn fused_kernel_equals_the_composed_ops() -> Result<()> {
+        let logits = Tensor::randn(0f32, 3.0, (5, 37), &Device::Cpu)?;
+        let labels = [0u32, 36, 5, 16, 17];
+        let (nll, g) = softmax_cross_entropy(&logits, &labels, 0.5, true)?;
+        let (nll_ref, g_ref) =
+            softmax_cross_entropy(&logits.to_dtype(DType::F64)?, &labels, 0.5, true)?;
+        for (a, b) in nll.iter().zip(&nll_ref) {
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "nll {a} vs {b}");
+        }
+        let (g, g_ref) = (g.expect("grad"), g_ref.expect("grad").to_dtype(DType::F32)?);
+        let diff = (g - &g_ref)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff <= 1e-6, "gradient differs by {diff}");
+        let (nll_only, none) = softmax_cross_entropy(&logits, &labels, 0.5, false)?;
+        assert!(none.is_none());
+        assert_eq!(
+            nll_only, nll,
+            "the loss without the gradient is the same pass"
+        );
+        // bf16 logits (the `cuda` feature's compute dtype) take the composed path too.
+        let (nll_bf16, g_bf16) =
+            softmax_cross_entropy(&logits.to_dtype(DType::BF16)?, &labels, 0.5, true)?;
+        for (a, b) in nll_bf16.iter().zip(&nll_ref) {
+            assert!(
+                (a - b).abs() <= 0.1 * b.abs().max(1.0),
+                "bf16 nll {a} vs {b}"
+            );
+        }
+        assert_eq!(g_bf16.expect("grad").dtype(), DType::BF16);
         Ok(())
     }
 }
