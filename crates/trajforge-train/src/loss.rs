@@ -149,7 +149,7 @@ struct Row<'a> {
 impl Kernel for Row<'_> {
     type Output = f32;
     #[inline(always)]
-    fn run(self) -> f32 {
+    fn run<S: pulp::Simd>(self, _: S) -> f32 {
         self.op.row(self.z, self.label, self.g)
     }
 }

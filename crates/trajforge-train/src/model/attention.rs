@@ -12,11 +12,11 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use pulp::Simd;
 use rayon::prelude::*;
 
-use super::vector::{
-    Kernel, axpy, dot, exp_neg, exp_shifted_sum, max_of, vectorized, weighted_rows,
-};
+use super::tile::{KEY_TILE, KeysT, Rows, Weights, accumulate, scores};
+use super::vector::{Kernel, dot, exp_neg, exp_shifted_sum, max_of, vectorized};
 
 /// The op: documents `[start, end)` over the flat token run, and the head layout.
 #[derive(Debug)]
@@ -65,54 +65,40 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&
         .ok_or_else(|| candle_core::Error::Msg(format!("document attention: {what} out of bounds")))
 }
 
-/// A head's keys or values of one document, transposed to `[d][n]` so that a query's scores
-/// against all keys are `d` contiguous multiply-adds (they vectorise over the keys).
+/// A head's keys or values of one document, transposed to `[d][n]` (`n` rounded up to whole
+/// tiles, zeros past the end) so that a score tile is vectorised over its keys.
 struct Transposed {
-    n: usize,
+    stride: usize,
     data: Vec<f32>,
 }
 
 impl Transposed {
     fn new(src: &[f32], width: usize, head: usize, d: usize, (s, e): (usize, usize)) -> Transposed {
-        let n = e - s;
-        let mut data = vec![0f32; d * n];
+        let stride = (e - s).div_ceil(KEY_TILE) * KEY_TILE;
+        let mut data = vec![0f32; d * stride];
         for (j, t) in (s..e).enumerate() {
             let at = t * width + head * d;
             for (dd, &x) in src.get(at..at + d).unwrap_or_default().iter().enumerate() {
-                if let Some(slot) = data.get_mut(dd * n + j) {
+                if let Some(slot) = data.get_mut(dd * stride + j) {
                     *slot = x;
                 }
             }
         }
-        Transposed { n, data }
+        Transposed { stride, data }
     }
 
-    /// Dimension `dd` of keys `from..from + len`.
-    #[inline(always)]
-    fn lane(&self, dd: usize, from: usize, len: usize) -> &[f32] {
-        let at = dd * self.n + from;
-        self.data.get(at..at + len).unwrap_or_default()
+    fn keys(&self) -> KeysT<'_> {
+        KeysT {
+            data: &self.data,
+            stride: self.stride,
+        }
     }
 }
 
-#[inline(always)]
-fn vector(src: &[f32], t: usize, width: usize, head: usize, d: usize) -> &[f32] {
-    let at = t * width + head * d;
-    src.get(at..at + d).unwrap_or_default()
-}
-
-/// Query positions per task, and keys per tile. A tile's keys and values (`2 · head_dim ·
-/// KEY_TILE` floats: 32 KB at head_dim 16) stay in the core's cache while every query of the
-/// block, for every head of the group, reads them; without tiling each query streamed its whole
-/// document's keys from memory and the op was memory-bound.
-const QUERY_BLOCK: usize = 64;
-const KEY_TILE: usize = 256;
-
-/// `out[..len] = scale · Σ_dd w[dd] · kt[dd][from..from + len]`.
-#[inline(always)]
-fn combine(out: &mut Vec<f32>, w: &[f32], scale: f32, kt: &Transposed, from: usize, len: usize) {
-    weighted_rows(out, w, scale, (&kt.data, kt.n, from), len);
-}
+/// Query positions per task of the forward and `dq` passes. With [`KEY_TILE`] keys per tile,
+/// a block's score tile (`32 · group × 64` floats) and the tile's keys and values stay in the
+/// core's cache while they are used.
+const QUERY_BLOCK: usize = 32;
 
 /// One task: a document, a key/value head (with its group of query heads) and a range of
 /// positions in the document (query rows, or the keys of a tile in the backward pass).
@@ -163,19 +149,12 @@ impl Block {
     }
 }
 
-/// The causal walk of a query block: `(j0, r, len)` for every key tile starting at `j0` and
-/// every query row `r` of the block that sees it, `len` being the keys of the tile it sees.
-#[inline(always)]
-fn causal_tiles(task: Task) -> impl Iterator<Item = (usize, usize, usize)> {
-    (0..task.to).step_by(KEY_TILE).flat_map(move |j0| {
-        let j1 = (j0 + KEY_TILE).min(task.to);
-        (task.from.max(j0)..task.to).map(move |r| (j0, r, j1.min(r + 1) - j0))
-    })
-}
-
-/// The op's inputs, laid out for the tasks.
+/// The op's inputs, with every document's keys and values transposed per key/value head
+/// (index `doc · KV + kh`).
 struct Inputs<'a> {
     q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
     kt: Vec<Transposed>,
     vt: Vec<Transposed>,
 }
@@ -209,13 +188,19 @@ struct Job<'a> {
 impl Kernel for Job<'_> {
     type Output = Block;
     #[inline(always)]
-    fn run(self) -> Block {
+    fn run<S: Simd>(self, simd: S) -> Block {
         match (self.pass, self.gr) {
-            (Pass::KeyTile, Some(gr)) => self.op.key_tile_grads(self.x, gr, self.task),
-            (Pass::QueryBlock, Some(gr)) => self.op.query_block_grads(self.x, gr, self.task),
-            _ => self.op.forward_block(self.x, self.task),
+            (Pass::KeyTile, Some(gr)) => self.op.key_tile_grads(simd, self.x, gr, self.task),
+            (Pass::QueryBlock, Some(gr)) => self.op.query_block_grads(simd, self.x, gr, self.task),
+            _ => self.op.forward_block(simd, self.x, self.task),
         }
     }
+}
+
+/// A score tile and its gradient: `[vectors × KEY_TILE]`, reused across tiles.
+struct Tile {
+    p: Vec<f32>,
+    ds: Vec<f32>,
 }
 
 impl DocumentAttention {
@@ -242,7 +227,6 @@ impl DocumentAttention {
             .collect()
     }
 
-    /// Every document's keys (or values) per key/value head, transposed; index `doc · KV + kh`.
     fn transposed(&self, x: &[f32]) -> Vec<Transposed> {
         let kw = self.kv_heads * self.head_dim;
         let mut out = Vec::new();
@@ -254,9 +238,11 @@ impl DocumentAttention {
         out
     }
 
-    fn inputs<'a>(&self, q: &'a [f32], k: &[f32], v: &[f32]) -> Inputs<'a> {
+    fn inputs<'a>(&self, q: &'a [f32], k: &'a [f32], v: &'a [f32]) -> Inputs<'a> {
         Inputs {
             q,
+            k,
+            v,
             kt: self.transposed(k),
             vt: self.transposed(v),
         }
@@ -268,8 +254,37 @@ impl DocumentAttention {
         Some((x.kt.get(at)?, x.vt.get(at)?))
     }
 
-    fn start(&self, doc: usize) -> usize {
-        self.docs.get(doc).map_or(0, |d| d.0)
+    fn doc(&self, doc: usize) -> (usize, usize) {
+        self.docs.get(doc).copied().unwrap_or((0, 0))
+    }
+
+    /// The query vectors (of `data`: `q` or `dout`) of rows `r0..r1` of a task's document, for
+    /// every query head of its group.
+    fn queries<'a>(&self, data: &'a [f32], task: Task, (r0, r1): (usize, usize)) -> Rows<'a> {
+        let g = self.group();
+        Rows {
+            data,
+            first_token: self.doc(task.doc).0 + r0,
+            first_head: task.kv_head * g,
+            group: g,
+            width: self.heads * self.head_dim,
+            d: self.head_dim,
+            count: (r1 - r0) * g,
+        }
+    }
+
+    /// The keys (of `data`: `k` or `v`) of the tile starting at `j0` of a task's document.
+    fn keys<'a>(&self, data: &'a [f32], task: Task, j0: usize) -> Rows<'a> {
+        let (s, e) = self.doc(task.doc);
+        Rows {
+            data,
+            first_token: s + j0,
+            first_head: task.kv_head,
+            group: 1,
+            width: self.kv_heads * self.head_dim,
+            d: self.head_dim,
+            count: KEY_TILE.min((e - s).saturating_sub(j0)),
+        }
     }
 
     /// Output `[T, H·d]` and log-sum-exp `[T, H]`.
@@ -295,7 +310,7 @@ impl DocumentAttention {
 
     /// Copies a block's `[rows × group × width]` values into `dst` `[T, H·width]`.
     fn scatter_rows(&self, dst: &mut [f32], width: usize, b: &Block, src: &[f32]) {
-        let (g, s) = (self.group(), self.start(b.task.doc));
+        let (g, s) = (self.group(), self.doc(b.task.doc).0);
         let row_width = self.heads * width;
         let span = g * width;
         for (r, chunk) in (b.task.from..b.task.to).zip(src.chunks_exact(span)) {
@@ -309,38 +324,40 @@ impl DocumentAttention {
     /// One query block against its document's keys, tile by tile, with the running maximum
     /// and sum of the online softmax (so no row of scores is ever whole).
     #[inline(always)]
-    fn forward_block(&self, x: &Inputs, task: Task) -> Block {
-        let (d, g, qw, scale) = (
-            self.head_dim,
-            self.group(),
-            self.heads * self.head_dim,
-            self.scale(),
-        );
-        let (s, rows) = (self.start(task.doc), task.to - task.from);
-        let Some((kt, vt)) = self.kv(x, task) else {
+    fn forward_block<S: Simd>(&self, simd: S, x: &Inputs, task: Task) -> Block {
+        let (d, g, scale) = (self.head_dim, self.group(), self.scale());
+        let Some((kt, _)) = self.kv(x, task) else {
             return Block::new(task);
         };
-        let mut acc = vec![0f32; rows * g * d];
-        let mut max = vec![f32::NEG_INFINITY; rows * g];
-        let mut sum = vec![0f32; rows * g];
-        let mut p = Vec::with_capacity(KEY_TILE);
-        for (j0, r, len) in causal_tiles(task) {
-            for hg in 0..g {
-                let h = task.kv_head * g + hg;
-                let slot = (r - task.from) * g + hg;
-                combine(&mut p, vector(x.q, s + r, qw, h, d), scale, kt, j0, len);
-                let (Some(m), Some(l)) = (max.get_mut(slot), sum.get_mut(slot)) else {
+        let qv = self.queries(x.q, task, (task.from, task.to));
+        let n = qv.count;
+        let mut acc = vec![0f32; n * d];
+        let mut max = vec![f32::NEG_INFINITY; n];
+        let mut sum = vec![0f32; n];
+        let mut p = vec![0f32; n * KEY_TILE];
+        for j0 in (0..task.to).step_by(KEY_TILE) {
+            scores(simd, &mut p, &qv, kt.keys(), j0);
+            let rows = p.chunks_exact_mut(KEY_TILE).zip(acc.chunks_exact_mut(d));
+            for (i, ((p, o), (m, l))) in rows.zip(max.iter_mut().zip(&mut sum)).enumerate() {
+                let visible = (task.from + i / g + 1).saturating_sub(j0).min(KEY_TILE);
+                let (seen, unseen) = p.split_at_mut(visible);
+                unseen.fill(0.0);
+                if seen.is_empty() {
                     continue;
-                };
-                let m_new = m.max(max_of(&p));
-                let correction = exp_neg(*m - m_new);
-                *l = *l * correction + exp_shifted_sum(&mut p, m_new);
-                *m = m_new;
-                let o = acc.get_mut(slot * d..(slot + 1) * d).unwrap_or_default();
-                for (dd, o) in o.iter_mut().enumerate() {
-                    *o = *o * correction + dot(&p, vt.lane(dd, j0, len));
                 }
+                seen.iter_mut().for_each(|s| *s *= scale);
+                let m_new = m.max(max_of(seen));
+                let correction = exp_neg(*m - m_new);
+                *l = *l * correction + exp_shifted_sum(seen, m_new);
+                *m = m_new;
+                o.iter_mut().for_each(|o| *o *= correction);
             }
+            let w = Weights {
+                data: &p,
+                row: KEY_TILE,
+                col: 1,
+            };
+            accumulate(simd, &mut acc, d, w, &self.keys(x.v, task, j0));
         }
         for ((o, m), l) in acc.chunks_exact_mut(d).zip(max.iter_mut()).zip(&sum) {
             let inv = 1.0 / l;
@@ -354,113 +371,111 @@ impl DocumentAttention {
         }
     }
 
-    /// The probabilities `p` of query `i` (head `h`) over keys `j0..j0+len` and the gradient
-    /// of their scaled scores `ds = p (dp − Δ) · scale`, recomputed from the saved log-sum-exp.
-    #[allow(clippy::too_many_arguments)]
+    /// The probabilities `p` of query rows `r0..r1` over the tile of keys at `j0`, and the
+    /// gradient of their scaled scores `ds = p (dp − Δ) · scale`, recomputed from the saved
+    /// log-sum-exp (zero where causality hides a key).
     #[inline(always)]
-    fn recompute(
+    fn recompute<S: Simd>(
         &self,
+        simd: S,
         x: &Inputs,
         gr: &Grads,
-        (kt, vt): (&Transposed, &Transposed),
-        (i, h): (usize, usize),
-        (j0, len): (usize, usize),
-        p: &mut Vec<f32>,
-        ds: &mut Vec<f32>,
+        task: Task,
+        (r0, r1): (usize, usize),
+        j0: usize,
+        t: &mut Tile,
     ) {
-        let (d, qw, scale) = (self.head_dim, self.heads * self.head_dim, self.scale());
-        let li = gr.lse.get(i * self.heads + h).copied().unwrap_or_default();
-        let delta = gr
-            .delta
-            .get(i * self.heads + h)
-            .copied()
-            .unwrap_or_default();
-        combine(p, vector(x.q, i, qw, h, d), scale, kt, j0, len);
-        p.iter_mut().for_each(|v| *v = exp_neg(*v - li));
-        combine(ds, vector(gr.dout, i, qw, h, d), 1.0, vt, j0, len);
-        for (dsj, &pj) in ds.iter_mut().zip(p.iter()) {
-            *dsj = pj * (*dsj - delta) * scale;
+        let (g, scale) = (self.group(), self.scale());
+        let Some((kt, vt)) = self.kv(x, task) else {
+            return;
+        };
+        let (qv, dov) = (
+            self.queries(x.q, task, (r0, r1)),
+            self.queries(gr.dout, task, (r0, r1)),
+        );
+        let n = qv.count * KEY_TILE;
+        t.p.resize(n, 0.0);
+        t.ds.resize(n, 0.0);
+        scores(simd, &mut t.p, &qv, kt.keys(), j0);
+        scores(simd, &mut t.ds, &dov, vt.keys(), j0);
+        let s = self.doc(task.doc).0;
+        let rows =
+            t.p.chunks_exact_mut(KEY_TILE)
+                .zip(t.ds.chunks_exact_mut(KEY_TILE));
+        for (i, (p, ds)) in rows.enumerate() {
+            let at = (s + r0 + i / g) * self.heads + task.kv_head * g + i % g;
+            let li = gr.lse.get(at).copied().unwrap_or_default();
+            let delta = gr.delta.get(at).copied().unwrap_or_default();
+            let visible = (r0 + i / g + 1).saturating_sub(j0).min(KEY_TILE);
+            let (p, hidden) = p.split_at_mut(visible);
+            hidden.fill(0.0);
+            let (ds, hidden) = ds.split_at_mut(visible);
+            hidden.fill(0.0);
+            for (p, ds) in p.iter_mut().zip(ds.iter_mut()) {
+                *p = exp_neg(*p * scale - li);
+                *ds = *p * (*ds - delta) * scale;
+            }
         }
     }
 
-    /// `dkᵀ` and `dvᵀ` of one key tile, from every query of its document that sees it.
+    /// `dk` and `dv` (`[keys × d]`) of one key tile, from every query of its document that
+    /// sees it.
     #[inline(always)]
-    fn key_tile_grads(&self, x: &Inputs, gr: &Grads, task: Task) -> Block {
-        let (d, g, qw) = (self.head_dim, self.group(), self.heads * self.head_dim);
-        let (s, e) = self.docs.get(task.doc).copied().unwrap_or((0, 0));
-        let width = task.to - task.from;
-        let (mut dkt, mut dvt) = (vec![0f32; d * width], vec![0f32; d * width]);
-        let Some((kt, vt)) = self.kv(x, task) else {
-            return Block {
-                values: dkt,
-                second: dvt,
-                ..Block::new(task)
-            };
+    fn key_tile_grads<S: Simd>(&self, simd: S, x: &Inputs, gr: &Grads, task: Task) -> Block {
+        let d = self.head_dim;
+        let (s, e) = self.doc(task.doc);
+        let (mut dk, mut dv) = (vec![0f32; KEY_TILE * d], vec![0f32; KEY_TILE * d]);
+        let mut t = Tile {
+            p: Vec::new(),
+            ds: Vec::new(),
         };
-        let (mut p, mut ds) = (Vec::with_capacity(width), Vec::with_capacity(width));
-        for r in task.from..e - s {
-            let len = task.to.min(r + 1) - task.from;
-            for hg in 0..g {
-                let h = task.kv_head * g + hg;
-                self.recompute(
-                    x,
-                    gr,
-                    (kt, vt),
-                    (s + r, h),
-                    (task.from, len),
-                    &mut p,
-                    &mut ds,
-                );
-                let (qi, doi) = (
-                    vector(x.q, s + r, qw, h, d),
-                    vector(gr.dout, s + r, qw, h, d),
-                );
-                for dd in 0..d {
-                    let lane = dd * width..dd * width + len;
-                    let (qd, dod) = (qi.get(dd).copied(), doi.get(dd).copied());
-                    axpy(
-                        dkt.get_mut(lane.clone()).unwrap_or_default(),
-                        qd.unwrap_or_default(),
-                        &ds,
-                    );
-                    axpy(
-                        dvt.get_mut(lane).unwrap_or_default(),
-                        dod.unwrap_or_default(),
-                        &p,
-                    );
-                }
-            }
+        for r0 in (task.from..e - s).step_by(QUERY_BLOCK) {
+            let r1 = (r0 + QUERY_BLOCK).min(e - s);
+            self.recompute(simd, x, gr, task, (r0, r1), task.from, &mut t);
+            let by_key = |data| Weights {
+                data,
+                row: 1,
+                col: KEY_TILE,
+            };
+            accumulate(
+                simd,
+                &mut dv,
+                d,
+                by_key(&t.p),
+                &self.queries(gr.dout, task, (r0, r1)),
+            );
+            accumulate(
+                simd,
+                &mut dk,
+                d,
+                by_key(&t.ds),
+                &self.queries(x.q, task, (r0, r1)),
+            );
         }
         Block {
-            values: dkt,
-            second: dvt,
+            values: dk,
+            second: dv,
             ..Block::new(task)
         }
     }
 
     /// `dq` of one query block, from every key tile its queries see.
     #[inline(always)]
-    fn query_block_grads(&self, x: &Inputs, gr: &Grads, task: Task) -> Block {
-        let (d, g) = (self.head_dim, self.group());
-        let s = self.start(task.doc);
-        let mut dq = vec![0f32; (task.to - task.from) * g * d];
-        let Some((kt, vt)) = self.kv(x, task) else {
-            return Block {
-                values: dq,
-                ..Block::new(task)
-            };
+    fn query_block_grads<S: Simd>(&self, simd: S, x: &Inputs, gr: &Grads, task: Task) -> Block {
+        let d = self.head_dim;
+        let mut dq = vec![0f32; (task.to - task.from) * self.group() * d];
+        let mut t = Tile {
+            p: Vec::new(),
+            ds: Vec::new(),
         };
-        let (mut p, mut ds) = (Vec::with_capacity(KEY_TILE), Vec::with_capacity(KEY_TILE));
-        for (j0, r, len) in causal_tiles(task) {
-            for hg in 0..g {
-                let h = task.kv_head * g + hg;
-                self.recompute(x, gr, (kt, vt), (s + r, h), (j0, len), &mut p, &mut ds);
-                let slot = ((r - task.from) * g + hg) * d;
-                let row = dq.get_mut(slot..slot + d).unwrap_or_default();
-                for (dd, v) in row.iter_mut().enumerate() {
-                    *v += dot(&ds, kt.lane(dd, j0, len));
-                }
-            }
+        for j0 in (0..task.to).step_by(KEY_TILE) {
+            self.recompute(simd, x, gr, task, (task.from, task.to), j0, &mut t);
+            let w = Weights {
+                data: &t.ds,
+                row: KEY_TILE,
+                col: 1,
+            };
+            accumulate(simd, &mut dq, d, w, &self.keys(x.k, task, j0));
         }
         Block {
             values: dq,
@@ -468,16 +483,14 @@ impl DocumentAttention {
         }
     }
 
-    /// Adds a key tile's `dkᵀ` (`d × width`) into `dst` `[T, KV·d]`.
-    fn scatter_transposed(&self, dst: &mut [f32], b: &Block, src: &[f32]) {
-        let (d, s) = (self.head_dim, self.start(b.task.doc));
-        let (kw, width) = (self.kv_heads * d, b.task.to - b.task.from);
-        for j in 0..width {
+    /// Adds a key tile's `[keys × d]` gradient into `dst` `[T, KV·d]`.
+    fn scatter_keys(&self, dst: &mut [f32], b: &Block, src: &[f32]) {
+        let (d, s) = (self.head_dim, self.doc(b.task.doc).0);
+        let kw = self.kv_heads * d;
+        for (j, row) in (0..b.task.to - b.task.from).zip(src.chunks_exact(d)) {
             let at = (s + b.task.from + j) * kw + b.task.kv_head * d;
-            for dd in 0..d {
-                if let (Some(slot), Some(x)) = (dst.get_mut(at + dd), src.get(dd * width + j)) {
-                    *slot += x;
-                }
+            if let Some(slot) = dst.get_mut(at..at + d) {
+                slot.copy_from_slice(row);
             }
         }
     }
@@ -516,8 +529,8 @@ impl DocumentAttention {
             self.scatter_rows(&mut dq, d, b, &b.values);
         }
         for b in &key_tiles {
-            self.scatter_transposed(&mut dk, b, &b.values);
-            self.scatter_transposed(&mut dv, b, &b.second);
+            self.scatter_keys(&mut dk, b, &b.values);
+            self.scatter_keys(&mut dv, b, &b.second);
         }
         (dq, dk, dv)
     }

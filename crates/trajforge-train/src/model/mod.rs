@@ -7,6 +7,7 @@ pub mod backward;
 pub mod config;
 pub mod params;
 pub mod qwen2;
+pub mod tile;
 pub mod vector;
 
 pub use config::{ModelConfig, PRESETS};

@@ -210,7 +210,8 @@ pub fn sum_exp_shifted(x: &[f32], shift: f32) -> f32 {
 /// [`vectorized`] inlines it into the dispatched function.
 pub trait Kernel {
     type Output;
-    fn run(self) -> Self::Output;
+    /// The kernel, with the instruction set's token for explicit vector code.
+    fn run<S: pulp::Simd>(self, simd: S) -> Self::Output;
 }
 
 struct Dispatched<K>(K);
@@ -218,8 +219,8 @@ struct Dispatched<K>(K);
 impl<K: Kernel> pulp::WithSimd for Dispatched<K> {
     type Output = K::Output;
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) -> K::Output {
-        self.0.run()
+    fn with_simd<S: pulp::Simd>(self, simd: S) -> K::Output {
+        self.0.run(simd)
     }
 }
 
