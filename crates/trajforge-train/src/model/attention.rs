@@ -381,8 +381,7 @@ impl DocumentAttention {
         x: &Inputs,
         gr: &Grads,
         task: Task,
-        (r0, r1): (usize, usize),
-        j0: usize,
+        ((r0, r1), j0): ((usize, usize), usize),
         t: &mut Tile,
     ) {
         let (g, scale) = (self.group(), self.scale());
@@ -431,7 +430,7 @@ impl DocumentAttention {
         };
         for r0 in (task.from..e - s).step_by(QUERY_BLOCK) {
             let r1 = (r0 + QUERY_BLOCK).min(e - s);
-            self.recompute(simd, x, gr, task, (r0, r1), task.from, &mut t);
+            self.recompute(simd, x, gr, task, ((r0, r1), task.from), &mut t);
             let by_key = |data| Weights {
                 data,
                 row: 1,
@@ -469,7 +468,7 @@ impl DocumentAttention {
             ds: Vec::new(),
         };
         for j0 in (0..task.to).step_by(KEY_TILE) {
-            self.recompute(simd, x, gr, task, (task.from, task.to), j0, &mut t);
+            self.recompute(simd, x, gr, task, ((task.from, task.to), j0), &mut t);
             let w = Weights {
                 data: &t.ds,
                 row: KEY_TILE,
