@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
 use pulp::Simd;
 use rayon::prelude::*;
 
-use super::tile::{KEY_TILE, KeysT, Rows, Weights, accumulate, scores};
+use super::tile::{KEY_TILE, Rows, Transposed, accumulate_by_key, accumulate_by_row, scores};
 use super::vector::{Kernel, dot, exp_neg, exp_shifted_sum, max_of, vectorized};
 
 /// The op: documents `[start, end)` over the flat token run, and the head layout.
@@ -65,34 +65,64 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&
         .ok_or_else(|| candle_core::Error::Msg(format!("document attention: {what} out of bounds")))
 }
 
-/// A head's keys or values of one document, transposed to `[d][n]` (`n` rounded up to whole
-/// tiles, zeros past the end) so that a score tile is vectorised over its keys.
-struct Transposed {
-    stride: usize,
+/// A head's keys or values of one document in tiles of [`KEY_TILE`], each transposed to
+/// `[d][KEY_TILE]` (zeros past the end) so that a score tile is vectorised over its keys. A
+/// tile is one contiguous block: with the whole document as `[d][n]`, the `d` rows a tile reads
+/// lie a power-of-two stride apart on long documents and evict each other from the L1 cache.
+struct KeyColumns {
+    d: usize,
     data: Vec<f32>,
 }
 
-impl Transposed {
-    fn new(src: &[f32], width: usize, head: usize, d: usize, (s, e): (usize, usize)) -> Transposed {
-        let stride = (e - s).div_ceil(KEY_TILE) * KEY_TILE;
-        let mut data = vec![0f32; d * stride];
-        for (j, t) in (s..e).enumerate() {
-            let at = t * width + head * d;
-            for (dd, &x) in src.get(at..at + d).unwrap_or_default().iter().enumerate() {
-                if let Some(slot) = data.get_mut(dd * stride + j) {
-                    *slot = x;
-                }
-            }
-        }
-        Transposed { stride, data }
+impl KeyColumns {
+    /// From one head's `[T × d]` rows.
+    fn new(rows: &[f32], d: usize, (s, e): (usize, usize)) -> KeyColumns {
+        let doc = rows.get(s * d..e * d).unwrap_or_default();
+        let data = doc
+            .chunks(KEY_TILE * d.max(1))
+            .flat_map(|tile| transpose(tile, d, KEY_TILE))
+            .collect();
+        KeyColumns { d, data }
     }
 
-    fn keys(&self) -> KeysT<'_> {
-        KeysT {
-            data: &self.data,
-            stride: self.stride,
+    /// The tile that starts at key `j0` (a multiple of [`KEY_TILE`]).
+    fn tile(&self, j0: usize) -> Transposed<'_> {
+        let size = self.d * KEY_TILE;
+        let at = j0 / KEY_TILE * size;
+        Transposed {
+            data: self.data.get(at..at + size).unwrap_or_default(),
+            stride: KEY_TILE,
         }
     }
+}
+
+/// `[n × d]` rows as `[d][stride]` columns (`stride ≥ n`, zeros past `n`).
+fn transpose(rows: &[f32], d: usize, stride: usize) -> Vec<f32> {
+    let mut out = vec![0f32; d * stride];
+    for (j, row) in rows.chunks_exact(d.max(1)).enumerate() {
+        for (dd, &x) in row.iter().enumerate() {
+            if let Some(slot) = out.get_mut(dd * stride + j) {
+                *slot = x;
+            }
+        }
+    }
+    out
+}
+
+/// `x` `[T, heads · d]` regrouped per key/value head: entry `kh` is `[T × group × d]`, the
+/// vectors of the `group` heads that read key/value head `kh`, token by token. A block's
+/// vectors are then one contiguous `[count × d]` matrix (see [`Rows`]).
+fn grouped(x: &[f32], heads: usize, kv_heads: usize, d: usize) -> Vec<Vec<f32>> {
+    let g = heads / kv_heads.max(1);
+    let span = g * d;
+    (0..kv_heads)
+        .map(|kh| {
+            x.chunks_exact(heads * d)
+                .flat_map(|token| token.get(kh * span..(kh + 1) * span).unwrap_or_default())
+                .copied()
+                .collect()
+        })
+        .collect()
 }
 
 /// Query positions per task of the forward and `dq` passes. With [`KEY_TILE`] keys per tile,
@@ -149,22 +179,62 @@ impl Block {
     }
 }
 
-/// The op's inputs, with every document's keys and values transposed per key/value head
-/// (index `doc · KV + kh`).
-struct Inputs<'a> {
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    kt: Vec<Transposed>,
-    vt: Vec<Transposed>,
+/// The op's inputs regrouped per key/value head `kh` (see [`grouped`]): queries `[T × g × d]`,
+/// keys and values `[T × d]`; every document's keys and values transposed (index
+/// `doc · KV + kh`), and its query blocks transposed (see [`QueryBlocks`]).
+struct Inputs {
+    q: Vec<Vec<f32>>,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    kt: Vec<KeyColumns>,
+    vt: Vec<KeyColumns>,
+    qt: Vec<QueryBlocks>,
 }
 
-/// The backward pass's extra inputs: the output's gradient, the saved log-sum-exp and
-/// `Δ = rowsum(dout ⊙ out)` per token and head.
+/// The backward pass's extra inputs: the output's gradient (regrouped and transposed like the
+/// queries), the saved log-sum-exp and `Δ = rowsum(dout ⊙ out)` per token and head.
 struct Grads<'a> {
-    dout: &'a [f32],
+    dout: Vec<Vec<f32>>,
+    dout_t: Vec<QueryBlocks>,
     lse: &'a [f32],
     delta: Vec<f32>,
+}
+
+/// One document's query vectors for one key/value head, in blocks of [`QUERY_BLOCK`] positions
+/// (every query head of the group), each block transposed to `[d][vectors]`: the left operand
+/// of [`scores`], made once per pass instead of once per tile.
+struct QueryBlocks {
+    d: usize,
+    blocks: Vec<Vec<f32>>,
+}
+
+impl QueryBlocks {
+    /// From one key/value head's regrouped `[T × g × d]` vectors and a document.
+    fn new(grouped: &[f32], g: usize, d: usize, (s, e): (usize, usize)) -> QueryBlocks {
+        let span = g * d;
+        let blocks = (s..e)
+            .step_by(QUERY_BLOCK)
+            .map(|from| {
+                let to = (from + QUERY_BLOCK).min(e);
+                let rows = grouped.get(from * span..to * span).unwrap_or_default();
+                transpose(rows, d, (to - from) * g)
+            })
+            .collect();
+        QueryBlocks { d, blocks }
+    }
+
+    /// The block that starts at position `r0` of the document (a multiple of [`QUERY_BLOCK`]).
+    fn get(&self, r0: usize) -> Transposed<'_> {
+        let data = self
+            .blocks
+            .get(r0 / QUERY_BLOCK)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Transposed {
+            data,
+            stride: data.len() / self.d.max(1),
+        }
+    }
 }
 
 /// The three passes over tasks: the forward pass and, in the backward pass, `dk`/`dv` per key
@@ -179,7 +249,7 @@ enum Pass {
 /// One task of a pass, as a [`Kernel`] so its loops compile for the CPU's instruction set.
 struct Job<'a> {
     op: &'a DocumentAttention,
-    x: &'a Inputs<'a>,
+    x: &'a Inputs,
     gr: Option<&'a Grads<'a>>,
     pass: Pass,
     task: Task,
@@ -227,63 +297,99 @@ impl DocumentAttention {
             .collect()
     }
 
-    fn transposed(&self, x: &[f32]) -> Vec<Transposed> {
-        let kw = self.kv_heads * self.head_dim;
+    fn key_columns(&self, rows: &[Vec<f32>]) -> Vec<KeyColumns> {
         let mut out = Vec::new();
         for &doc in self.docs.iter() {
-            for kh in 0..self.kv_heads {
-                out.push(Transposed::new(x, kw, kh, self.head_dim, doc));
+            for head in rows {
+                out.push(KeyColumns::new(head, self.head_dim, doc));
             }
         }
         out
     }
 
-    fn inputs<'a>(&self, q: &'a [f32], k: &'a [f32], v: &'a [f32]) -> Inputs<'a> {
+    fn query_blocks(&self, grouped: &[Vec<f32>]) -> Vec<QueryBlocks> {
+        let mut out = Vec::new();
+        for &doc in self.docs.iter() {
+            for head in grouped {
+                out.push(QueryBlocks::new(head, self.group(), self.head_dim, doc));
+            }
+        }
+        out
+    }
+
+    fn grouped(&self, x: &[f32], heads: usize) -> Vec<Vec<f32>> {
+        grouped(x, heads, self.kv_heads, self.head_dim)
+    }
+
+    fn inputs(&self, q: &[f32], k: &[f32], v: &[f32]) -> Inputs {
+        let (k, v) = (
+            self.grouped(k, self.kv_heads),
+            self.grouped(v, self.kv_heads),
+        );
+        let q = self.grouped(q, self.heads);
         Inputs {
+            qt: self.query_blocks(&q),
+            kt: self.key_columns(&k),
+            vt: self.key_columns(&v),
             q,
             k,
             v,
-            kt: self.transposed(k),
-            vt: self.transposed(v),
         }
     }
 
+    /// A task's index into the per (document, key/value head) tables.
+    fn at(&self, task: Task) -> usize {
+        task.doc * self.kv_heads + task.kv_head
+    }
+
     /// A task's transposed keys and values.
-    fn kv<'x>(&self, x: &'x Inputs, task: Task) -> Option<(&'x Transposed, &'x Transposed)> {
-        let at = task.doc * self.kv_heads + task.kv_head;
-        Some((x.kt.get(at)?, x.vt.get(at)?))
+    fn kv<'x>(&self, x: &'x Inputs, task: Task) -> Option<(&'x KeyColumns, &'x KeyColumns)> {
+        Some((x.kt.get(self.at(task))?, x.vt.get(self.at(task))?))
+    }
+
+    /// The transposed block of `blocks` (queries or the output's gradient) at `r0` of a task.
+    fn block_t<'x>(&self, blocks: &'x [QueryBlocks], task: Task, r0: usize) -> Transposed<'x> {
+        blocks.get(self.at(task)).map_or(
+            Transposed {
+                data: &[],
+                stride: 0,
+            },
+            |b| b.get(r0),
+        )
     }
 
     fn doc(&self, doc: usize) -> (usize, usize) {
         self.docs.get(doc).copied().unwrap_or((0, 0))
     }
 
-    /// The query vectors (of `data`: `q` or `dout`) of rows `r0..r1` of a task's document, for
-    /// every query head of its group.
-    fn queries<'a>(&self, data: &'a [f32], task: Task, (r0, r1): (usize, usize)) -> Rows<'a> {
-        let g = self.group();
+    /// The query vectors (of `data`: the regrouped `q` or `dout`) of rows `r0..r1` of a task's
+    /// document, for every query head of its group.
+    fn queries<'a>(&self, data: &'a [Vec<f32>], task: Task, (r0, r1): (usize, usize)) -> Rows<'a> {
+        let (span, s) = (self.group() * self.head_dim, self.doc(task.doc).0);
+        let head = data
+            .get(task.kv_head)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         Rows {
-            data,
-            first_token: self.doc(task.doc).0 + r0,
-            first_head: task.kv_head * g,
-            group: g,
-            width: self.heads * self.head_dim,
+            data: head
+                .get((s + r0) * span..(s + r1) * span)
+                .unwrap_or_default(),
             d: self.head_dim,
-            count: (r1 - r0) * g,
         }
     }
 
-    /// The keys (of `data`: `k` or `v`) of the tile starting at `j0` of a task's document.
-    fn keys<'a>(&self, data: &'a [f32], task: Task, j0: usize) -> Rows<'a> {
-        let (s, e) = self.doc(task.doc);
+    /// The keys (of `data`: the regrouped `k` or `v`) of the tile starting at `j0` of a task's
+    /// document.
+    fn keys<'a>(&self, data: &'a [Vec<f32>], task: Task, j0: usize) -> Rows<'a> {
+        let (d, (s, e)) = (self.head_dim, self.doc(task.doc));
+        let head = data
+            .get(task.kv_head)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let end = (s + j0 + KEY_TILE).min(e);
         Rows {
-            data,
-            first_token: s + j0,
-            first_head: task.kv_head,
-            group: 1,
-            width: self.kv_heads * self.head_dim,
-            d: self.head_dim,
-            count: KEY_TILE.min((e - s).saturating_sub(j0)),
+            data: head.get((s + j0) * d..end * d).unwrap_or_default(),
+            d,
         }
     }
 
@@ -329,14 +435,14 @@ impl DocumentAttention {
         let Some((kt, _)) = self.kv(x, task) else {
             return Block::new(task);
         };
-        let qv = self.queries(x.q, task, (task.from, task.to));
-        let n = qv.count;
+        let qt = self.block_t(&x.qt, task, task.from);
+        let n = qt.stride;
         let mut acc = vec![0f32; n * d];
         let mut max = vec![f32::NEG_INFINITY; n];
         let mut sum = vec![0f32; n];
         let mut p = vec![0f32; n * KEY_TILE];
         for j0 in (0..task.to).step_by(KEY_TILE) {
-            scores(simd, &mut p, &qv, kt.keys(), j0);
+            scores(simd, &mut p, qt, kt.tile(j0));
             let rows = p.chunks_exact_mut(KEY_TILE).zip(acc.chunks_exact_mut(d));
             for (i, ((p, o), (m, l))) in rows.zip(max.iter_mut().zip(&mut sum)).enumerate() {
                 let visible = (task.from + i / g + 1).saturating_sub(j0).min(KEY_TILE);
@@ -352,12 +458,7 @@ impl DocumentAttention {
                 *m = m_new;
                 o.iter_mut().for_each(|o| *o *= correction);
             }
-            let w = Weights {
-                data: &p,
-                row: KEY_TILE,
-                col: 1,
-            };
-            accumulate(simd, &mut acc, d, w, &self.keys(x.v, task, j0));
+            accumulate_by_row(simd, &mut acc, &p, &self.keys(&x.v, task, j0));
         }
         for ((o, m), l) in acc.chunks_exact_mut(d).zip(max.iter_mut()).zip(&sum) {
             let inv = 1.0 / l;
@@ -381,22 +482,22 @@ impl DocumentAttention {
         x: &Inputs,
         gr: &Grads,
         task: Task,
-        ((r0, r1), j0): ((usize, usize), usize),
+        (r0, j0): (usize, usize),
         t: &mut Tile,
     ) {
         let (g, scale) = (self.group(), self.scale());
         let Some((kt, vt)) = self.kv(x, task) else {
             return;
         };
-        let (qv, dov) = (
-            self.queries(x.q, task, (r0, r1)),
-            self.queries(gr.dout, task, (r0, r1)),
+        let (qt, dot) = (
+            self.block_t(&x.qt, task, r0),
+            self.block_t(&gr.dout_t, task, r0),
         );
-        let n = qv.count * KEY_TILE;
+        let n = qt.stride * KEY_TILE;
         t.p.resize(n, 0.0);
         t.ds.resize(n, 0.0);
-        scores(simd, &mut t.p, &qv, kt.keys(), j0);
-        scores(simd, &mut t.ds, &dov, vt.keys(), j0);
+        scores(simd, &mut t.p, qt, kt.tile(j0));
+        scores(simd, &mut t.ds, dot, vt.tile(j0));
         let s = self.doc(task.doc).0;
         let rows =
             t.p.chunks_exact_mut(KEY_TILE)
@@ -430,26 +531,13 @@ impl DocumentAttention {
         };
         for r0 in (task.from..e - s).step_by(QUERY_BLOCK) {
             let r1 = (r0 + QUERY_BLOCK).min(e - s);
-            self.recompute(simd, x, gr, task, ((r0, r1), task.from), &mut t);
-            let by_key = |data| Weights {
-                data,
-                row: 1,
-                col: KEY_TILE,
-            };
-            accumulate(
-                simd,
-                &mut dv,
-                d,
-                by_key(&t.p),
-                &self.queries(gr.dout, task, (r0, r1)),
+            self.recompute(simd, x, gr, task, (r0, task.from), &mut t);
+            let (dout, q) = (
+                self.queries(&gr.dout, task, (r0, r1)),
+                self.queries(&x.q, task, (r0, r1)),
             );
-            accumulate(
-                simd,
-                &mut dk,
-                d,
-                by_key(&t.ds),
-                &self.queries(x.q, task, (r0, r1)),
-            );
+            accumulate_by_key(simd, &mut dv, &t.p, &dout);
+            accumulate_by_key(simd, &mut dk, &t.ds, &q);
         }
         Block {
             values: dk,
@@ -468,13 +556,8 @@ impl DocumentAttention {
             ds: Vec::new(),
         };
         for j0 in (0..task.to).step_by(KEY_TILE) {
-            self.recompute(simd, x, gr, task, ((task.from, task.to), j0), &mut t);
-            let w = Weights {
-                data: &t.ds,
-                row: KEY_TILE,
-                col: 1,
-            };
-            accumulate(simd, &mut dq, d, w, &self.keys(x.k, task, j0));
+            self.recompute(simd, x, gr, task, (task.from, j0), &mut t);
+            accumulate_by_row(simd, &mut dq, &t.ds, &self.keys(&x.k, task, j0));
         }
         Block {
             values: dq,
@@ -516,7 +599,13 @@ impl DocumentAttention {
             .zip(out.par_chunks(d))
             .map(|(a, b)| dot(a, b))
             .collect();
-        let gr = Grads { dout, lse, delta };
+        let dout = self.grouped(dout, h_n);
+        let gr = Grads {
+            dout_t: self.query_blocks(&dout),
+            dout,
+            lse,
+            delta,
+        };
         let key_tiles = self.run(Pass::KeyTile, &x, Some(&gr));
         let query_blocks = self.run(Pass::QueryBlock, &x, Some(&gr));
         let (mut dq, mut dk, mut dv) = (

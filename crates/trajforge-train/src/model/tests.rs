@@ -169,19 +169,34 @@ fn recomputation_gives_the_same_loss_and_gradients() -> Result<()> {
     Ok(())
 }
 
+/// Over head shapes that exercise every path of the tiles: head dims of one vector or less (8),
+/// two vectors (16), two plus one plus a scalar tail (40), four (64); groups of 1, 2 and 7.
 #[test]
 fn the_memory_efficient_attention_equals_the_composed_one() -> Result<()> {
-    let c = small_config(false);
+    for (heads, kv_heads, head_dim) in [(4, 2, 8), (2, 1, 16), (3, 3, 40), (7, 1, 64)] {
+        let mut c = small_config(false);
+        (c.num_attention_heads, c.num_key_value_heads) = (heads, kv_heads);
+        c.head_dim = Some(head_dim);
+        attention_matches_composed(&c)?;
+    }
+    Ok(())
+}
+
+fn attention_matches_composed(c: &ModelConfig) -> Result<()> {
     let dev = Device::Cpu;
-    // The middle document spans three query blocks of the op.
+    // The middle document spans several query blocks and key tiles of the op.
     let docs = vec![(0usize, 7usize), (7, 611), (611, 617)];
-    let q = candle_core::Var::randn(0f32, 1.0, (617, c.num_attention_heads * c.head_dim()), &dev)?;
-    let k = candle_core::Var::randn(0f32, 1.0, (617, c.num_key_value_heads * c.head_dim()), &dev)?;
-    let v = candle_core::Var::randn(0f32, 1.0, (617, c.num_key_value_heads * c.head_dim()), &dev)?;
-    let w = Tensor::randn(0f32, 1.0, (617, c.num_attention_heads * c.head_dim()), &dev)?;
-    let fast = super::qwen2::document_attention(&q, &k, &v, &docs, &c)?;
-    let slow = super::qwen2::composed_attention(&q, &k, &v, &docs, &c)?;
-    assert!(max_diff(&fast, &slow)? < 1e-5);
+    let (qw, kw) = (
+        c.num_attention_heads * c.head_dim(),
+        c.num_key_value_heads * c.head_dim(),
+    );
+    let q = candle_core::Var::randn(0f32, 1.0, (617, qw), &dev)?;
+    let k = candle_core::Var::randn(0f32, 1.0, (617, kw), &dev)?;
+    let v = candle_core::Var::randn(0f32, 1.0, (617, kw), &dev)?;
+    let w = Tensor::randn(0f32, 1.0, (617, qw), &dev)?;
+    let fast = super::qwen2::document_attention(&q, &k, &v, &docs, c)?;
+    let slow = super::qwen2::composed_attention(&q, &k, &v, &docs, c)?;
+    assert!(max_diff(&fast, &slow)? < 1e-5, "attention output differs");
     let gf = (fast * &w)?.sum_all()?.backward()?;
     let gs = (slow * &w)?.sum_all()?.backward()?;
     for var in [&q, &k, &v] {
@@ -193,7 +208,10 @@ fn the_memory_efficient_attention_equals_the_composed_one() -> Result<()> {
         );
         assert!(
             max_diff(a, b)? < 1e-4 * max_abs(b)?.max(1.0),
-            "attention gradient differs"
+            "attention gradient differs ({} heads, {} kv, d {})",
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim()
         );
     }
     Ok(())

@@ -33,7 +33,7 @@ pub fn exp_neg(x: f32) -> f32 {
 /// registers) without reassociation flags, and sum in the same order on every machine.
 pub const LANES: usize = 16;
 
-/// Outputs per register block of [`weighted_rows`] and [`dot`]: four independent 16-float
+/// Outputs per register block of [`dot`]: four independent 16-float
 /// accumulators, so the adds do not wait on each other and stay in registers.
 pub const BLOCK: usize = 64;
 
@@ -85,57 +85,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     reduce(wide) + reduce(narrow) + tail
-}
-
-/// `out[j] = scale · Σᵢ w[i] · data[i·stride + from + j]` for `j < len`: a weighted sum of
-/// `w.len()` rows of `len` floats. Each block of 64 outputs is summed over all rows in
-/// registers and stored once (an `axpy` per row would load and store every output per row).
-#[inline(always)]
-pub fn weighted_rows(
-    out: &mut Vec<f32>,
-    w: &[f32],
-    scale: f32,
-    (data, stride, from): (&[f32], usize, usize),
-    len: usize,
-) {
-    out.clear();
-    out.resize(len, 0.0);
-    let full = len / BLOCK * BLOCK;
-    for (b, chunk) in out.chunks_exact_mut(BLOCK).enumerate() {
-        let mut acc = [0f32; BLOCK];
-        for (i, &wi) in w.iter().enumerate() {
-            let at = i * stride + from + b * BLOCK;
-            // A fixed-size row, so the loop unrolls and `acc` lives in four registers.
-            let Some(row) = data
-                .get(at..at + BLOCK)
-                .and_then(|r| <&[f32; BLOCK]>::try_from(r).ok())
-            else {
-                continue;
-            };
-            let a = wi * scale;
-            for l in 0..BLOCK {
-                acc[l] += a * row[l];
-            }
-        }
-        chunk.copy_from_slice(&acc);
-    }
-    let rest = out.get_mut(full..).unwrap_or_default();
-    for (i, &wi) in w.iter().enumerate() {
-        let at = i * stride + from + full;
-        axpy(
-            rest,
-            wi * scale,
-            data.get(at..at + len - full).unwrap_or_default(),
-        );
-    }
-}
-
-/// `y += a·x`.
-#[inline(always)]
-pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
 }
 
 /// `xᵢ ← e^(xᵢ − shift)`, returning `Σ xᵢ` (in sixteen lanes, so it vectorises).
@@ -261,13 +210,12 @@ mod tests {
         assert_eq!(max_of(&[f32::INFINITY; 20]), f32::INFINITY);
     }
 
-    /// The blocked kernels against plain loops, at lengths around every block boundary.
+    /// The blocked dot product against a plain sum, at lengths around every block boundary.
     #[test]
-    fn dot_and_weighted_rows_equal_plain_sums() {
-        let data: Vec<f32> = (0..8 * 300)
+    fn dot_equals_plain_sums() {
+        let data: Vec<f32> = (0..600)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
             .collect();
-        let w: Vec<f32> = (0..8).map(|i| (i as f32 - 3.5) / 3.0).collect();
         for len in [0, 1, 15, 16, 17, 63, 64, 65, 130, 256, 299] {
             let (a, b) = (
                 data.get(..len).unwrap_or_default(),
@@ -282,19 +230,6 @@ mod tests {
                 (f64::from(dot(a, b)) - plain).abs() <= 1e-4 * plain.abs().max(1.0),
                 "dot {len}"
             );
-            let mut out = Vec::new();
-            weighted_rows(&mut out, &w, 0.5, (&data, 300, 1), len.min(299));
-            for (j, &o) in out.iter().enumerate() {
-                let plain: f32 = w
-                    .iter()
-                    .enumerate()
-                    .map(|(i, wi)| 0.5 * wi * data[i * 300 + 1 + j])
-                    .sum();
-                assert!(
-                    (o - plain).abs() <= 1e-4 * plain.abs().max(1.0),
-                    "weighted_rows {len} at {j}"
-                );
-            }
         }
     }
 }
