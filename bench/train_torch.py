@@ -17,7 +17,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 SHAPES = {
     "tiny": dict(vocab_size=151936, hidden_size=64, intermediate_size=172, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True),
+                 num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True),
     "0.5b-2l": dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=2,
                     num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
 }

@@ -1,6 +1,6 @@
 //! Time of the CPU document attention alone (forward, backward) on one document, for tuning
 //! its kernels: `attention_bench TOKENS [HEADS KV_HEADS HEAD_DIM] [REPEATS]` (defaults: the tiny
-//! preset's 4 heads, 2 key/value heads, 16 wide; 3 repeats). Prints one JSON line with the
+//! preset's 2 heads, 1 key/value head, 32 wide; 3 repeats). Prints one JSON line with the
 //! median times and the pairs/s of each pass.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let tokens = arg(&args, 1, 8192);
-    let (heads, kv, d) = (arg(&args, 2, 4), arg(&args, 3, 2), arg(&args, 4, 16));
+    let (heads, kv, d) = (arg(&args, 2, 2), arg(&args, 3, 1), arg(&args, 4, 32));
     let repeats = arg(&args, 5, 3);
     // Deterministic pseudo-random inputs in [-1, 1).
     let fill = |n: usize, seed: u64| -> Vec<f32> {

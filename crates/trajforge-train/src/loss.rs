@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp1, D, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, D, DType, InplaceOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{Result, TrainError};
@@ -67,8 +67,10 @@ pub struct LossOutput {
 /// The cross-entropy of each row of `logits` `[c, V]` against `labels`, and with `grad` the
 /// gradient of `scale · Σ nll` with respect to the logits (`scale · (softmax − onehot)`).
 /// On the CPU in f32 one fused parallel pass ([`SoftmaxCrossEntropy`]); elsewhere composed ops.
+/// The logits are consumed: on the CPU their storage becomes the gradient, so a caller must not
+/// hold another handle on it.
 fn softmax_cross_entropy(
-    logits: &Tensor,
+    logits: Tensor,
     labels: &[u32],
     scale: f64,
     grad: bool,
@@ -77,10 +79,17 @@ fn softmax_cross_entropy(
         let op = SoftmaxCrossEntropy {
             labels: labels.to_vec(),
             scale: scale as f32,
-            grad,
             nll: Mutex::new(Vec::new()),
         };
-        let g = logits.contiguous()?.apply_op1_no_bwd(&op)?;
+        let logits = logits.contiguous()?;
+        // With the gradient, it overwrites the logits (a fresh `[c, V]` buffer per chunk cost
+        // page faults and a zeroing pass: 311 MB at 512 tokens × 152k).
+        let g = if grad {
+            logits.inplace_op1(&op)?;
+            logits
+        } else {
+            logits.apply_op1_no_bwd(&op)?
+        };
         let nll = op
             .nll
             .lock()
@@ -114,105 +123,148 @@ fn softmax_cross_entropy(
 struct SoftmaxCrossEntropy {
     labels: Vec<u32>,
     scale: f32,
-    grad: bool,
     nll: Mutex<Vec<f32>>,
 }
 
 impl SoftmaxCrossEntropy {
-    /// The loss of one row; with `g`, `g ← scale · (softmax(z) − onehot)`.
+    /// The loss of one row.
     #[inline(always)]
-    fn row(&self, z: &[f32], label: u32, g: Option<&mut [f32]>) -> f32 {
+    fn loss(z: &[f32], label: u32) -> f32 {
         let m = max_of(z);
         let picked = z.get(label as usize).copied().unwrap_or(f32::NAN);
-        let Some(g) = g else {
-            return m + sum_exp_shifted(z, m).ln() - picked;
-        };
-        g.copy_from_slice(z);
-        let sum = exp_shifted_sum(g, m);
+        m + sum_exp_shifted(z, m).ln() - picked
+    }
+
+    /// The loss of one row, and `z ← scale · (softmax(z) − onehot)` in place.
+    #[inline(always)]
+    fn loss_and_grad(&self, z: &mut [f32], label: u32) -> f32 {
+        let m = max_of(z);
+        let picked = z.get(label as usize).copied().unwrap_or(f32::NAN);
+        let sum = exp_shifted_sum(z, m);
         let k = self.scale / sum;
-        g.iter_mut().for_each(|v| *v *= k);
-        if let Some(slot) = g.get_mut(label as usize) {
+        z.iter_mut().for_each(|v| *v *= k);
+        if let Some(slot) = z.get_mut(label as usize) {
             *slot -= self.scale;
         }
         m + sum.ln() - picked
     }
+
+    /// The rows and vocabulary of `layout`, checked against the labels.
+    fn dims(&self, layout: &Layout) -> candle_core::Result<(usize, usize)> {
+        let (rows, vocab) = layout.shape().dims2()?;
+        if rows != self.labels.len() {
+            candle_core::bail!(
+                "softmax-cross-entropy: {rows} rows for {} labels",
+                self.labels.len()
+            );
+        }
+        Ok((rows, vocab))
+    }
+
+    fn keep(&self, nll: Vec<f32>) {
+        if let Ok(mut slot) = self.nll.lock() {
+            *slot = nll;
+        }
+    }
 }
 
-/// One row of the kernel, as a [`Kernel`] so it compiles for the CPU's instruction set.
+/// One row of the kernel, as a [`Kernel`] so it compiles for the CPU's instruction set: the
+/// loss alone (`grad` `None`) or with the gradient written over the logits.
 struct Row<'a> {
     op: &'a SoftmaxCrossEntropy,
     z: &'a [f32],
+    grad: Option<&'a mut [f32]>,
     label: u32,
-    g: Option<&'a mut [f32]>,
 }
 
 impl Kernel for Row<'_> {
     type Output = f32;
     #[inline(always)]
     fn run<S: pulp::Simd>(self, _: S) -> f32 {
-        self.op.row(self.z, self.label, self.g)
+        match self.grad {
+            Some(z) => self.op.loss_and_grad(z, self.label),
+            None => SoftmaxCrossEntropy::loss(self.z, self.label),
+        }
     }
 }
 
+fn contiguous(s: &CpuStorage, l: &Layout) -> candle_core::Result<(usize, usize)> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(_), Some(ab)) => Ok(ab),
+        _ => candle_core::bail!("softmax-cross-entropy: logits must be contiguous f32"),
+    }
+}
+
+fn out_of_bounds() -> candle_core::Error {
+    candle_core::Error::Msg("softmax-cross-entropy: logits out of bounds".into())
+}
+
+/// Without the gradient: the losses `[c]`, the logits left as they are.
 impl CustomOp1 for SoftmaxCrossEntropy {
     fn name(&self) -> &'static str {
         "softmax-cross-entropy"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(data), Some((a, b))) = (s, l.contiguous_offsets()) else {
-            candle_core::bail!("softmax-cross-entropy: logits must be contiguous f32");
+        let ((a, b), (_, vocab)) = (contiguous(s, l)?, self.dims(l)?);
+        let CpuStorage::F32(data) = s else {
+            return Err(out_of_bounds());
         };
-        let (rows, vocab) = l.shape().dims2()?;
-        let z = data.get(a..b).unwrap_or_default();
-        if rows != self.labels.len() || z.len() != rows * vocab {
-            candle_core::bail!(
-                "softmax-cross-entropy: {rows} rows for {} labels",
-                self.labels.len()
-            );
-        }
+        let z = data.get(a..b).ok_or_else(out_of_bounds)?;
         let arch = pulp::Arch::new();
-        let (nll, out, shape) = if self.grad {
-            let mut g = vec![0f32; rows * vocab];
-            let nll: Vec<f32> = g
-                .par_chunks_mut(vocab)
-                .zip(z.par_chunks(vocab))
-                .zip(self.labels.par_iter())
-                .map(|((g, z), &y)| {
-                    vectorized(
-                        arch,
-                        Row {
-                            op: self,
-                            z,
-                            label: y,
-                            g: Some(g),
-                        },
-                    )
-                })
-                .collect();
-            (nll, g, Shape::from((rows, vocab)))
-        } else {
-            let nll: Vec<f32> = z
-                .par_chunks(vocab)
-                .zip(self.labels.par_iter())
-                .map(|(z, &label)| {
-                    vectorized(
-                        arch,
-                        Row {
-                            op: self,
-                            z,
-                            label,
-                            g: None,
-                        },
-                    )
-                })
-                .collect();
-            (nll.clone(), nll, Shape::from(rows))
+        let nll: Vec<f32> = z
+            .par_chunks(vocab.max(1))
+            .zip(self.labels.par_iter())
+            .map(|(z, &label)| {
+                let grad = None;
+                vectorized(
+                    arch,
+                    Row {
+                        op: self,
+                        z,
+                        grad,
+                        label,
+                    },
+                )
+            })
+            .collect();
+        self.keep(nll.clone());
+        let n = nll.len();
+        Ok((CpuStorage::F32(nll), Shape::from(n)))
+    }
+}
+
+/// With the gradient: the logits become the gradient.
+impl InplaceOp1 for SoftmaxCrossEntropy {
+    fn name(&self) -> &'static str {
+        "softmax-cross-entropy-grad"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let ((a, b), (_, vocab)) = (contiguous(s, l)?, self.dims(l)?);
+        let CpuStorage::F32(data) = s else {
+            return Err(out_of_bounds());
         };
-        if let Ok(mut slot) = self.nll.lock() {
-            *slot = nll;
-        }
-        Ok((CpuStorage::F32(out), shape))
+        let z = data.get_mut(a..b).ok_or_else(out_of_bounds)?;
+        let arch = pulp::Arch::new();
+        let nll: Vec<f32> = z
+            .par_chunks_mut(vocab.max(1))
+            .zip(self.labels.par_iter())
+            .map(|(z, &label)| {
+                let grad = Some(z);
+                vectorized(
+                    arch,
+                    Row {
+                        op: self,
+                        z: &[],
+                        grad,
+                        label,
+                    },
+                )
+            })
+            .collect();
+        self.keep(nll);
+        Ok(())
     }
 }
 
@@ -252,7 +304,7 @@ pub fn chunked_cross_entropy(
         let idx = Tensor::from_slice(pos, c, &device)?;
         let h = hidden.index_select(&idx, 0)?;
         let logits = h.matmul(&head.t()?)?;
-        let (nll, g_logits) = softmax_cross_entropy(&logits, lab, scale, grad)?;
+        let (nll, g_logits) = softmax_cross_entropy(logits, lab, scale, grad)?;
         for (&value, &d) in nll.iter().zip(docs) {
             out.sum += f64::from(value);
             if let Some(slot) = out.per_doc.get_mut(d as usize) {
@@ -343,16 +395,16 @@ mod kernel_tests {
     fn fused_kernel_equals_the_composed_ops() -> Result<()> {
         let logits = Tensor::randn(0f32, 3.0, (5, 37), &Device::Cpu)?;
         let labels = [0u32, 36, 5, 16, 17];
-        let (nll, g) = softmax_cross_entropy(&logits, &labels, 0.5, true)?;
+        let (nll, g) = softmax_cross_entropy(logits.copy()?, &labels, 0.5, true)?;
         let (nll_ref, g_ref) =
-            softmax_cross_entropy(&logits.to_dtype(DType::F64)?, &labels, 0.5, true)?;
+            softmax_cross_entropy(logits.to_dtype(DType::F64)?, &labels, 0.5, true)?;
         for (a, b) in nll.iter().zip(&nll_ref) {
             assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "nll {a} vs {b}");
         }
         let (g, g_ref) = (g.expect("grad"), g_ref.expect("grad").to_dtype(DType::F32)?);
         let diff = (g - &g_ref)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(diff <= 1e-6, "gradient differs by {diff}");
-        let (nll_only, none) = softmax_cross_entropy(&logits, &labels, 0.5, false)?;
+        let (nll_only, none) = softmax_cross_entropy(logits.copy()?, &labels, 0.5, false)?;
         assert!(none.is_none());
         assert_eq!(
             nll_only, nll,
@@ -360,7 +412,7 @@ mod kernel_tests {
         );
         // bf16 logits (the `cuda` feature's compute dtype) take the composed path too.
         let (nll_bf16, g_bf16) =
-            softmax_cross_entropy(&logits.to_dtype(DType::BF16)?, &labels, 0.5, true)?;
+            softmax_cross_entropy(logits.to_dtype(DType::BF16)?, &labels, 0.5, true)?;
         for (a, b) in nll_bf16.iter().zip(&nll_ref) {
             assert!(
                 (a - b).abs() <= 0.1 * b.abs().max(1.0),
