@@ -159,13 +159,51 @@ fn tasks(docs: &[(usize, usize)], kv_heads: usize, size: usize) -> Vec<Task> {
     out
 }
 
+/// Key groups per document and key/value head in the backward pass. The split depends on the
+/// document's length only (never on the thread count), so every sum keeps its order.
+const KEY_GROUPS: usize = 8;
+
+/// Every document's key tiles in [`KEY_GROUPS`] contiguous groups of about equal work (a causal
+/// tile at `j` meets `n − j` query tiles, so early groups hold fewer tiles), for every
+/// key/value head.
+fn key_groups(docs: &[(usize, usize)], kv_heads: usize) -> Vec<Task> {
+    let mut out = Vec::new();
+    for (doc, &(s, e)) in docs.iter().enumerate() {
+        let tiles = (e - s).div_ceil(KEY_TILE);
+        // Group k starts where the remaining triangle holds (1 − k/G) of the work.
+        let mut bounds: Vec<usize> = (0..=KEY_GROUPS)
+            .map(|k| {
+                let rest = 1.0 - k as f64 / KEY_GROUPS as f64;
+                tiles - ((tiles as f64) * rest.sqrt()).round() as usize
+            })
+            .collect();
+        bounds.dedup();
+        for kv_head in 0..kv_heads {
+            for w in bounds.windows(2) {
+                if let [a, b] = *w {
+                    out.push(Task {
+                        doc,
+                        kv_head,
+                        from: a * KEY_TILE,
+                        to: (b * KEY_TILE).min(e - s),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What a task computed: `values` for its positions × the heads it covers × `head_dim`
-/// (row-major), and, in the forward pass, one log-sum-exp per position and head.
+/// (row-major), and, in the forward pass, one log-sum-exp per position and head; in the
+/// backward pass `values`/`second` are `dk`/`dv` of its keys (whole tiles) and `dq` its part of
+/// the query gradient of every position from `from` to the document's end.
 struct Block {
     task: Task,
     values: Vec<f32>,
     lse: Vec<f32>,
     second: Vec<f32>,
+    dq: Vec<f32>,
 }
 
 impl Block {
@@ -175,6 +213,7 @@ impl Block {
             values: Vec::new(),
             lse: Vec::new(),
             second: Vec::new(),
+            dq: Vec::new(),
         }
     }
 }
@@ -237,13 +276,12 @@ impl QueryBlocks {
     }
 }
 
-/// The three passes over tasks: the forward pass and, in the backward pass, `dk`/`dv` per key
-/// tile and `dq` per query block.
+/// The two passes over tasks: the forward pass per query block, the backward pass per key
+/// group.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Pass {
     Forward,
-    KeyTile,
-    QueryBlock,
+    Backward,
 }
 
 /// One task of a pass, as a [`Kernel`] so its loops compile for the CPU's instruction set.
@@ -260,8 +298,7 @@ impl Kernel for Job<'_> {
     #[inline(always)]
     fn run<S: Simd>(self, simd: S) -> Block {
         match (self.pass, self.gr) {
-            (Pass::KeyTile, Some(gr)) => self.op.key_tile_grads(simd, self.x, gr, self.task),
-            (Pass::QueryBlock, Some(gr)) => self.op.query_block_grads(simd, self.x, gr, self.task),
+            (Pass::Backward, Some(gr)) => self.op.key_group_grads(simd, self.x, gr, self.task),
             _ => self.op.forward_block(simd, self.x, self.task),
         }
     }
@@ -276,13 +313,12 @@ struct Tile {
 impl DocumentAttention {
     /// Runs every task of `pass` in parallel; blocks come back in task order.
     fn run(&self, pass: Pass, x: &Inputs, gr: Option<&Grads>) -> Vec<Block> {
-        let size = if pass == Pass::KeyTile {
-            KEY_TILE
-        } else {
-            QUERY_BLOCK
-        };
         let arch = pulp::Arch::new();
-        tasks(&self.docs, self.kv_heads, size)
+        let tasks = match pass {
+            Pass::Forward => tasks(&self.docs, self.kv_heads, QUERY_BLOCK),
+            Pass::Backward => key_groups(&self.docs, self.kv_heads),
+        };
+        tasks
             .into_par_iter()
             .map(|task| {
                 let job = Job {
@@ -518,54 +554,65 @@ impl DocumentAttention {
         }
     }
 
-    /// `dk` and `dv` (`[keys × d]`) of one key tile, from every query of its document that
-    /// sees it.
+    /// One key group's gradients in a single pass over its causal tiles: `dk` and `dv` of its
+    /// keys (summed over query blocks in order) and, from the same probabilities, its part of
+    /// `dq` for every later position (summed over its key tiles in order). FlashAttention-2
+    /// adds such parts into `dq` with atomics; here each group keeps its own and
+    /// [`Self::backward_slices`] adds them in group order, so the sums do not depend on timing.
     #[inline(always)]
-    fn key_tile_grads<S: Simd>(&self, simd: S, x: &Inputs, gr: &Grads, task: Task) -> Block {
-        let d = self.head_dim;
+    fn key_group_grads<S: Simd>(&self, simd: S, x: &Inputs, gr: &Grads, task: Task) -> Block {
+        let (d, span) = (self.head_dim, self.group() * self.head_dim);
         let (s, e) = self.doc(task.doc);
-        let (mut dk, mut dv) = (vec![0f32; KEY_TILE * d], vec![0f32; KEY_TILE * d]);
+        let len = e - s;
+        let padded = (task.to - task.from).div_ceil(KEY_TILE) * KEY_TILE;
+        let (mut dk, mut dv) = (vec![0f32; padded * d], vec![0f32; padded * d]);
+        let mut dq = vec![0f32; (len - task.from) * span];
         let mut t = Tile {
             p: Vec::new(),
             ds: Vec::new(),
         };
-        for r0 in (task.from..e - s).step_by(QUERY_BLOCK) {
-            let r1 = (r0 + QUERY_BLOCK).min(e - s);
-            self.recompute(simd, x, gr, task, (r0, task.from), &mut t);
-            let (dout, q) = (
-                self.queries(&gr.dout, task, (r0, r1)),
-                self.queries(&x.q, task, (r0, r1)),
-            );
-            accumulate_by_key(simd, &mut dv, &t.p, &dout);
-            accumulate_by_key(simd, &mut dk, &t.ds, &q);
+        let tiles = dk
+            .chunks_exact_mut(KEY_TILE * d)
+            .zip(dv.chunks_exact_mut(KEY_TILE * d));
+        for ((dk, dv), j0) in tiles.zip((task.from..task.to).step_by(KEY_TILE)) {
+            let keys = self.keys(&x.k, task, j0);
+            for r0 in (j0..len).step_by(QUERY_BLOCK) {
+                let r1 = (r0 + QUERY_BLOCK).min(len);
+                self.recompute(simd, x, gr, task, (r0, j0), &mut t);
+                let (dout, q) = (
+                    self.queries(&gr.dout, task, (r0, r1)),
+                    self.queries(&x.q, task, (r0, r1)),
+                );
+                accumulate_by_key(simd, dv, &t.p, &dout);
+                accumulate_by_key(simd, dk, &t.ds, &q);
+                let rows = (r0 - task.from) * span..(r1 - task.from) * span;
+                if let Some(dq) = dq.get_mut(rows) {
+                    accumulate_by_row(simd, dq, &t.ds, &keys);
+                }
+            }
         }
         Block {
             values: dk,
             second: dv,
+            dq,
             ..Block::new(task)
         }
     }
 
-    /// `dq` of one query block, from every key tile its queries see.
-    #[inline(always)]
-    fn query_block_grads<S: Simd>(&self, simd: S, x: &Inputs, gr: &Grads, task: Task) -> Block {
-        let d = self.head_dim;
-        let mut dq = vec![0f32; (task.to - task.from) * self.group() * d];
-        let mut t = Tile {
-            p: Vec::new(),
-            ds: Vec::new(),
-        };
-        for j0 in (0..task.to).step_by(KEY_TILE) {
-            self.recompute(simd, x, gr, task, (task.from, j0), &mut t);
-            accumulate_by_row(simd, &mut dq, &t.ds, &self.keys(&x.k, task, j0));
-        }
-        Block {
-            values: dq,
-            ..Block::new(task)
+    /// Adds a key group's part of `dq` (`[positions from its first key on × g × d]`) into
+    /// `dst` `[T, H·d]`.
+    fn add_query_part(&self, dst: &mut [f32], b: &Block) {
+        let (span, (s, e)) = (self.group() * self.head_dim, self.doc(b.task.doc));
+        let row_width = self.heads * self.head_dim;
+        for (r, part) in (b.task.from..e - s).zip(b.dq.chunks_exact(span)) {
+            let at = (s + r) * row_width + b.task.kv_head * span;
+            if let Some(slot) = dst.get_mut(at..at + span) {
+                slot.iter_mut().zip(part).for_each(|(o, p)| *o += p);
+            }
         }
     }
 
-    /// Adds a key tile's `[keys × d]` gradient into `dst` `[T, KV·d]`.
+    /// Copies a key group's `[keys × d]` gradient into `dst` `[T, KV·d]`.
     fn scatter_keys(&self, dst: &mut [f32], b: &Block, src: &[f32]) {
         let (d, s) = (self.head_dim, self.doc(b.task.doc).0);
         let kw = self.kv_heads * d;
@@ -578,9 +625,9 @@ impl DocumentAttention {
     }
 
     /// Gradients of `q`, `k`, `v` from the output's gradient `dout`, recomputing the
-    /// probabilities from the saved log-sum-exp: one parallel pass over key tiles for `dk`/`dv`
-    /// and one over query blocks for `dq`, so every gradient element is summed by one task in a
-    /// fixed order (no atomics, no per-thread copies of the whole gradient).
+    /// probabilities from the saved log-sum-exp once per tile: one parallel pass over key groups
+    /// (see [`Self::key_group_grads`]), then each group's part of `dq` added in group order, so
+    /// every gradient element is summed in a fixed order whatever the thread count (no atomics).
     #[allow(clippy::too_many_arguments)]
     pub fn backward_slices(
         &self,
@@ -606,19 +653,16 @@ impl DocumentAttention {
             lse,
             delta,
         };
-        let key_tiles = self.run(Pass::KeyTile, &x, Some(&gr));
-        let query_blocks = self.run(Pass::QueryBlock, &x, Some(&gr));
+        let groups = self.run(Pass::Backward, &x, Some(&gr));
         let (mut dq, mut dk, mut dv) = (
             vec![0f32; tokens * h_n * d],
             vec![0f32; tokens * kv * d],
             vec![0f32; tokens * kv * d],
         );
-        for b in &query_blocks {
-            self.scatter_rows(&mut dq, d, b, &b.values);
-        }
-        for b in &key_tiles {
+        for b in &groups {
             self.scatter_keys(&mut dk, b, &b.values);
             self.scatter_keys(&mut dv, b, &b.second);
+            self.add_query_part(&mut dq, b);
         }
         (dq, dk, dv)
     }
