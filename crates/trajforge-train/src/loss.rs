@@ -161,6 +161,12 @@ impl SoftmaxCrossEntropy {
         Ok((rows, vocab))
     }
 
+    /// Every row's loss, in parallel, compiled for the CPU's instruction set.
+    fn losses<'a>(&'a self, rows: impl IndexedParallelIterator<Item = Row<'a>>) -> Vec<f32> {
+        let arch = pulp::Arch::new();
+        rows.map(|row| vectorized(arch, row)).collect()
+    }
+
     fn keep(&self, nll: Vec<f32>) {
         if let Ok(mut slot) = self.nll.lock() {
             *slot = nll;
@@ -211,23 +217,16 @@ impl CustomOp1 for SoftmaxCrossEntropy {
             return Err(out_of_bounds());
         };
         let z = data.get(a..b).ok_or_else(out_of_bounds)?;
-        let arch = pulp::Arch::new();
-        let nll: Vec<f32> = z
-            .par_chunks(vocab.max(1))
-            .zip(self.labels.par_iter())
-            .map(|(z, &label)| {
-                let grad = None;
-                vectorized(
-                    arch,
-                    Row {
-                        op: self,
-                        z,
-                        grad,
-                        label,
-                    },
-                )
-            })
-            .collect();
+        let nll = self.losses(
+            z.par_chunks(vocab.max(1))
+                .zip(&self.labels)
+                .map(|(z, &label)| Row {
+                    op: self,
+                    z,
+                    grad: None,
+                    label,
+                }),
+        );
         self.keep(nll.clone());
         let n = nll.len();
         Ok((CpuStorage::F32(nll), Shape::from(n)))
@@ -246,23 +245,13 @@ impl InplaceOp1 for SoftmaxCrossEntropy {
             return Err(out_of_bounds());
         };
         let z = data.get_mut(a..b).ok_or_else(out_of_bounds)?;
-        let arch = pulp::Arch::new();
-        let nll: Vec<f32> = z
-            .par_chunks_mut(vocab.max(1))
-            .zip(self.labels.par_iter())
-            .map(|(z, &label)| {
-                let grad = Some(z);
-                vectorized(
-                    arch,
-                    Row {
-                        op: self,
-                        z: &[],
-                        grad,
-                        label,
-                    },
-                )
-            })
-            .collect();
+        let rows = z.par_chunks_mut(vocab.max(1)).zip(&self.labels);
+        let nll = self.losses(rows.map(|(z, &label)| Row {
+            op: self,
+            z: &[],
+            grad: Some(z),
+            label,
+        }));
         self.keep(nll);
         Ok(())
     }

@@ -6,8 +6,12 @@
 //! and dtypes use the composed ops of [`super::qwen2`], and a GPU kernel replaces this op there.
 //!
 //! Tensors are flat over tokens: `q` `[T, H·d]`, `k`/`v` `[T, KV·d]`, query head `h` reading
-//! key/value head `h / (H / KV)`. Each output element is computed by one task in a fixed order,
-//! so results do not depend on the thread count.
+//! key/value head `h / (H / KV)`. The forward pass runs per query block over key tiles (online
+//! softmax); the backward pass per group of key tiles, recomputing each tile's probabilities
+//! once for `dk`, `dv` and the group's part of `dq`. The products are [`super::tile`]'s. Every
+//! sum runs in an order fixed by the documents alone, so results do not depend on the thread
+//! count. Extra memory in the backward pass: each key group's part of `dq`, up to
+//! [`KEY_GROUPS`] times the size of `q` (less: a group's part starts at its first key).
 
 use std::sync::{Arc, Mutex};
 
