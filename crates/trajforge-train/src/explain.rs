@@ -5,12 +5,14 @@
 //! attention at the mean document length `s`, `6 · layers · query width · s` (a token attends to
 //! `s/2` earlier tokens on average, for `QKᵀ` and `PV`). Memory is an estimate of what the
 //! trainer allocates: fp32 master weights, gradients and both AdamW moments, plus a bf16 copy on
-//! GPU, plus the activations candle keeps for one micro-batch.
+//! GPU, plus the activations candle keeps for one micro-batch and the largest transient buffers
+//! (one loss chunk's logits, one layer's attention backward).
 
 use serde::Serialize;
 
 use crate::config::TrainSpec;
 use crate::model::ModelConfig;
+use crate::model::attention::KEY_GROUPS;
 use crate::trainer::steps_per_epoch;
 
 /// Training FLOPs per token at mean document length `doc_len`.
@@ -48,9 +50,26 @@ pub fn memory(spec: &TrainSpec, tokens: u64, doc_len: u64, gpu: bool) -> Memory 
     let gradients = 4 * n;
     let optimizer = 8 * n;
     let per_layer = layer_bytes_per_token(c) * tokens;
-    // Attention scores and probabilities of one document, per layer: heads × n × n floats, 3 kept.
-    let attention =
-        3 * 4 * c.num_attention_heads as u64 * doc_len.min(tokens) * doc_len.min(tokens);
+    let (q, kv) = (
+        (c.num_attention_heads * c.head_dim()) as u64,
+        (c.num_key_value_heads * c.head_dim()) as u64,
+    );
+    let n = doc_len.min(tokens);
+    // Kept per layer: on the GPU the composed ops' scores and probabilities of one document
+    // (heads × n × n floats, 3 kept) until its own kernels land; on the CPU the
+    // memory-efficient op's log-sum-exp per token and head.
+    let attention = if gpu {
+        3 * 4 * c.num_attention_heads as u64 * n * n
+    } else {
+        4 * c.num_attention_heads as u64 * tokens
+    };
+    // The CPU op's backward, one layer at a time: its inputs regrouped and transposed (q and
+    // the output's gradient twice each, k and v twice each) and each key group's part of `dq`.
+    let attention_backward = if gpu {
+        0
+    } else {
+        4 * tokens * (q * (KEY_GROUPS as u64 + 4) + 4 * kv)
+    };
     let layers = c.num_hidden_layers as u64;
     let kept_layers = if spec.file.recompute { 1 } else { layers };
     let saved_inputs = if spec.file.recompute {
@@ -58,8 +77,12 @@ pub fn memory(spec: &TrainSpec, tokens: u64, doc_len: u64, gpu: bool) -> Memory 
     } else {
         0
     };
-    let loss = 3 * 4 * spec.file.loss_chunk_tokens as u64 * c.vocab_size as u64;
+    // One chunk's logits, overwritten by their gradient, and the head's gradient twice (the
+    // running sum and the chunk's part).
+    let loss = 4 * spec.file.loss_chunk_tokens as u64 * c.vocab_size as u64
+        + 2 * 4 * c.vocab_size as u64 * c.hidden_size as u64;
     let activations = kept_layers * (per_layer + attention)
+        + attention_backward
         + saved_inputs
         + loss
         + 8 * c.hidden_size as u64 * tokens;

@@ -165,7 +165,7 @@ fn tasks(docs: &[(usize, usize)], kv_heads: usize, size: usize) -> Vec<Task> {
 
 /// Key groups per document and key/value head in the backward pass. The split depends on the
 /// document's length only (never on the thread count), so every sum keeps its order.
-const KEY_GROUPS: usize = 8;
+pub const KEY_GROUPS: usize = 8;
 
 /// Every document's key tiles in [`KEY_GROUPS`] contiguous groups of about equal work (a causal
 /// tile at `j` meets `n − j` query tiles, so early groups hold fewer tiles), for every
