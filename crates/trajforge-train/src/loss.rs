@@ -12,7 +12,9 @@ use candle_core::{CpuStorage, CustomOp1, D, DType, InplaceOp1, Layout, Shape, Te
 use rayon::prelude::*;
 
 use crate::error::{Result, TrainError};
-use crate::model::vector::{Kernel, exp_shifted_sum, max_of, sum_exp_shifted, vectorized};
+use crate::model::vector::{
+    Kernel, cpu_f32, cpu_f32_mut, exp_shifted_sum, max_of, sum_exp_shifted, vectorized,
+};
 
 /// The scored positions of a micro-batch: position, the token it must predict, its document.
 #[derive(Debug, Clone, Default)]
@@ -82,14 +84,14 @@ fn softmax_cross_entropy(
             nll: Mutex::new(Vec::new()),
         };
         let logits = logits.contiguous()?;
-        // With the gradient, it overwrites the logits (a fresh `[c, V]` buffer per chunk cost
-        // page faults and a zeroing pass: 311 MB at 512 tokens × 152k).
-        let g = if grad {
-            logits.inplace_op1(&op)?;
-            logits
-        } else {
-            logits.apply_op1_no_bwd(&op)?
-        };
+        if !grad {
+            let nll = logits.apply_op1_no_bwd(&op)?.to_vec1::<f32>()?;
+            return Ok((nll, None));
+        }
+        // The gradient overwrites the logits (a fresh `[c, V]` buffer per chunk cost page
+        // faults and a zeroing pass: 311 MB at 512 tokens × 152k); an in-place op has no
+        // output, so the losses come back through `nll`.
+        logits.inplace_op1(&op)?;
         let nll = op
             .nll
             .lock()
@@ -97,7 +99,7 @@ fn softmax_cross_entropy(
             .map_err(|_| {
                 TrainError::Internal("the loss kernel's result lock is poisoned".into())
             })?;
-        return Ok((nll, grad.then_some(g)));
+        return Ok((nll, Some(logits)));
     }
     let device = logits.device();
     let y = Tensor::from_slice(labels, (labels.len(), 1), device)?;
@@ -118,7 +120,8 @@ fn softmax_cross_entropy(
 
 /// The fused CPU kernel: per row the maximum, the sum of exponentials, the log-sum-exp and the
 /// loss, and (with `grad`) the scaled gradient written in the same pass; the output is the
-/// gradient `[c, V]` (or the losses `[c]` without `grad`), the losses also kept in `nll`.
+/// gradient, over the logits (an [`InplaceOp1`], the losses kept in `nll`), or without it
+/// the losses `[c]` (a [`CustomOp1`]).
 /// A device kernel replaces it through `cuda_fwd`.
 struct SoftmaxCrossEntropy {
     labels: Vec<u32>,
@@ -166,43 +169,24 @@ impl SoftmaxCrossEntropy {
         let arch = pulp::Arch::new();
         rows.map(|row| vectorized(arch, row)).collect()
     }
-
-    fn keep(&self, nll: Vec<f32>) {
-        if let Ok(mut slot) = self.nll.lock() {
-            *slot = nll;
-        }
-    }
 }
 
 /// One row of the kernel, as a [`Kernel`] so it compiles for the CPU's instruction set: the
-/// loss alone (`grad` `None`) or with the gradient written over the logits.
-struct Row<'a> {
-    op: &'a SoftmaxCrossEntropy,
-    z: &'a [f32],
-    grad: Option<&'a mut [f32]>,
-    label: u32,
+/// loss alone, or with the gradient written over the logits.
+enum Row<'a> {
+    Loss(&'a [f32], u32),
+    LossAndGrad(&'a SoftmaxCrossEntropy, &'a mut [f32], u32),
 }
 
 impl Kernel for Row<'_> {
     type Output = f32;
     #[inline(always)]
     fn run<S: pulp::Simd>(self, _: S) -> f32 {
-        match self.grad {
-            Some(z) => self.op.loss_and_grad(z, self.label),
-            None => SoftmaxCrossEntropy::loss(self.z, self.label),
+        match self {
+            Row::Loss(z, label) => SoftmaxCrossEntropy::loss(z, label),
+            Row::LossAndGrad(op, z, label) => op.loss_and_grad(z, label),
         }
     }
-}
-
-fn contiguous(s: &CpuStorage, l: &Layout) -> candle_core::Result<(usize, usize)> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(_), Some(ab)) => Ok(ab),
-        _ => candle_core::bail!("softmax-cross-entropy: logits must be contiguous f32"),
-    }
-}
-
-fn out_of_bounds() -> candle_core::Error {
-    candle_core::Error::Msg("softmax-cross-entropy: logits out of bounds".into())
 }
 
 /// Without the gradient: the losses `[c]`, the logits left as they are.
@@ -212,22 +196,10 @@ impl CustomOp1 for SoftmaxCrossEntropy {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let ((a, b), (_, vocab)) = (contiguous(s, l)?, self.dims(l)?);
-        let CpuStorage::F32(data) = s else {
-            return Err(out_of_bounds());
-        };
-        let z = data.get(a..b).ok_or_else(out_of_bounds)?;
-        let nll = self.losses(
-            z.par_chunks(vocab.max(1))
-                .zip(&self.labels)
-                .map(|(z, &label)| Row {
-                    op: self,
-                    z,
-                    grad: None,
-                    label,
-                }),
-        );
-        self.keep(nll.clone());
+        let (_, vocab) = self.dims(l)?;
+        let z = cpu_f32(s, l, "softmax-cross-entropy: logits")?;
+        let rows = z.par_chunks(vocab.max(1)).zip(&self.labels);
+        let nll = self.losses(rows.map(|(z, &label)| Row::Loss(z, label)));
         let n = nll.len();
         Ok((CpuStorage::F32(nll), Shape::from(n)))
     }
@@ -240,19 +212,13 @@ impl InplaceOp1 for SoftmaxCrossEntropy {
     }
 
     fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
-        let ((a, b), (_, vocab)) = (contiguous(s, l)?, self.dims(l)?);
-        let CpuStorage::F32(data) = s else {
-            return Err(out_of_bounds());
-        };
-        let z = data.get_mut(a..b).ok_or_else(out_of_bounds)?;
+        let (_, vocab) = self.dims(l)?;
+        let z = cpu_f32_mut(s, l, "softmax-cross-entropy: logits")?;
         let rows = z.par_chunks_mut(vocab.max(1)).zip(&self.labels);
-        let nll = self.losses(rows.map(|(z, &label)| Row {
-            op: self,
-            z: &[],
-            grad: Some(z),
-            label,
-        }));
-        self.keep(nll);
+        let nll = self.losses(rows.map(|(z, &label)| Row::LossAndGrad(self, z, label)));
+        if let Ok(mut slot) = self.nll.lock() {
+            *slot = nll;
+        }
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use pulp::Simd;
 use rayon::prelude::*;
 
 use super::tile::{KEY_TILE, Rows, Transposed, accumulate_by_key, accumulate_by_row, scores};
-use super::vector::{Kernel, dot, exp_neg, exp_shifted_sum, max_of, vectorized};
+use super::vector::{Kernel, cpu_f32, dot, exp_neg, exp_shifted_sum, max_of, vectorized};
 
 /// The op: documents `[start, end)` over the flat token run, and the head layout.
 #[derive(Debug)]
@@ -56,17 +56,6 @@ impl DocumentAttention {
     fn group(&self) -> usize {
         self.heads / self.kv_heads.max(1)
     }
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(data) = s else {
-        candle_core::bail!("document attention: {what} must be f32");
-    };
-    let Some((a, b)) = l.contiguous_offsets() else {
-        candle_core::bail!("document attention: {what} must be contiguous");
-    };
-    data.get(a..b)
-        .ok_or_else(|| candle_core::Error::Msg(format!("document attention: {what} out of bounds")))
 }
 
 /// A head's keys or values of one document in tiles of [`KEY_TILE`], each transposed to
@@ -223,8 +212,8 @@ impl Block {
 }
 
 /// The op's inputs regrouped per key/value head `kh` (see [`grouped`]): queries `[T × g × d]`,
-/// keys and values `[T × d]`; every document's keys and values transposed (index
-/// `doc · KV + kh`), and its query blocks transposed (see [`QueryBlocks`]).
+/// keys and values `[T × d]`; every document's keys (and, for the backward pass, values)
+/// transposed (index `doc · KV + kh`), and its query blocks transposed (see [`QueryBlocks`]).
 struct Inputs {
     q: Vec<Vec<f32>>,
     k: Vec<Vec<f32>>,
@@ -280,20 +269,19 @@ impl QueryBlocks {
     }
 }
 
-/// The two passes over tasks: the forward pass per query block, the backward pass per key
-/// group.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Pass {
+/// The two passes over tasks: the forward pass per query block, the backward pass (with its
+/// extra inputs) per key group.
+#[derive(Clone, Copy)]
+enum Pass<'a> {
     Forward,
-    Backward,
+    Backward(&'a Grads<'a>),
 }
 
 /// One task of a pass, as a [`Kernel`] so its loops compile for the CPU's instruction set.
 struct Job<'a> {
     op: &'a DocumentAttention,
     x: &'a Inputs,
-    gr: Option<&'a Grads<'a>>,
-    pass: Pass,
+    pass: Pass<'a>,
     task: Task,
 }
 
@@ -301,9 +289,9 @@ impl Kernel for Job<'_> {
     type Output = Block;
     #[inline(always)]
     fn run<S: Simd>(self, simd: S) -> Block {
-        match (self.pass, self.gr) {
-            (Pass::Backward, Some(gr)) => self.op.key_group_grads(simd, self.x, gr, self.task),
-            _ => self.op.forward_block(simd, self.x, self.task),
+        match self.pass {
+            Pass::Backward(gr) => self.op.key_group_grads(simd, self.x, gr, self.task),
+            Pass::Forward => self.op.forward_block(simd, self.x, self.task),
         }
     }
 }
@@ -316,11 +304,11 @@ struct Tile {
 
 impl DocumentAttention {
     /// Runs every task of `pass` in parallel; blocks come back in task order.
-    fn run(&self, pass: Pass, x: &Inputs, gr: Option<&Grads>) -> Vec<Block> {
+    fn run(&self, pass: Pass, x: &Inputs) -> Vec<Block> {
         let arch = pulp::Arch::new();
         let tasks = match pass {
             Pass::Forward => tasks(&self.docs, self.kv_heads, QUERY_BLOCK),
-            Pass::Backward => key_groups(&self.docs, self.kv_heads),
+            Pass::Backward(_) => key_groups(&self.docs, self.kv_heads),
         };
         tasks
             .into_par_iter()
@@ -328,7 +316,6 @@ impl DocumentAttention {
                 let job = Job {
                     op: self,
                     x,
-                    gr,
                     pass,
                     task,
                 };
@@ -361,7 +348,9 @@ impl DocumentAttention {
         grouped(x, heads, self.kv_heads, self.head_dim)
     }
 
-    fn inputs(&self, q: &[f32], k: &[f32], v: &[f32]) -> Inputs {
+    /// The regrouped and transposed inputs; the values transposed only `for_backward` (the
+    /// forward pass reads them as rows).
+    fn inputs(&self, q: &[f32], k: &[f32], v: &[f32], for_backward: bool) -> Inputs {
         let (k, v) = (
             self.grouped(k, self.kv_heads),
             self.grouped(v, self.kv_heads),
@@ -370,7 +359,11 @@ impl DocumentAttention {
         Inputs {
             qt: self.query_blocks(&q),
             kt: self.key_columns(&k),
-            vt: self.key_columns(&v),
+            vt: if for_backward {
+                self.key_columns(&v)
+            } else {
+                Vec::new()
+            },
             q,
             k,
             v,
@@ -382,9 +375,9 @@ impl DocumentAttention {
         task.doc * self.kv_heads + task.kv_head
     }
 
-    /// A task's transposed keys and values.
-    fn kv<'x>(&self, x: &'x Inputs, task: Task) -> Option<(&'x KeyColumns, &'x KeyColumns)> {
-        Some((x.kt.get(self.at(task))?, x.vt.get(self.at(task))?))
+    /// A task's transposed keys (of `columns`: `kt` or `vt`).
+    fn columns<'x>(&self, columns: &'x [KeyColumns], task: Task) -> Option<&'x KeyColumns> {
+        columns.get(self.at(task))
     }
 
     /// The transposed block of `blocks` (queries or the output's gradient) at `r0` of a task.
@@ -441,8 +434,8 @@ impl DocumentAttention {
         v: &[f32],
         tokens: usize,
     ) -> (Vec<f32>, Vec<f32>) {
-        let x = self.inputs(q, k, v);
-        let blocks = self.run(Pass::Forward, &x, None);
+        let x = self.inputs(q, k, v, false);
+        let blocks = self.run(Pass::Forward, &x);
         let (mut out, mut lse) = (
             vec![0f32; tokens * self.heads * self.head_dim],
             vec![0f32; tokens * self.heads],
@@ -472,7 +465,7 @@ impl DocumentAttention {
     #[inline(always)]
     fn forward_block<S: Simd>(&self, simd: S, x: &Inputs, task: Task) -> Block {
         let (d, g, scale) = (self.head_dim, self.group(), self.scale());
-        let Some((kt, _)) = self.kv(x, task) else {
+        let Some(kt) = self.columns(&x.kt, task) else {
             return Block::new(task);
         };
         let qt = self.block_t(&x.qt, task, task.from);
@@ -512,7 +505,7 @@ impl DocumentAttention {
         }
     }
 
-    /// The probabilities `p` of query rows `r0..r1` over the tile of keys at `j0`, and the
+    /// The probabilities `p` of the query block at `r0` over the tile of keys at `j0`, and the
     /// gradient of their scaled scores `ds = p (dp − Δ) · scale`, recomputed from the saved
     /// log-sum-exp (zero where causality hides a key).
     #[inline(always)]
@@ -526,7 +519,7 @@ impl DocumentAttention {
         t: &mut Tile,
     ) {
         let (g, scale) = (self.group(), self.scale());
-        let Some((kt, vt)) = self.kv(x, task) else {
+        let (Some(kt), Some(vt)) = (self.columns(&x.kt, task), self.columns(&x.vt, task)) else {
             return;
         };
         let (qt, dot) = (
@@ -644,7 +637,7 @@ impl DocumentAttention {
         tokens: usize,
     ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (h_n, d, kv) = (self.heads, self.head_dim, self.kv_heads);
-        let x = self.inputs(q, k, v);
+        let x = self.inputs(q, k, v, true);
         let delta = dout
             .par_chunks(d)
             .zip(out.par_chunks(d))
@@ -657,7 +650,7 @@ impl DocumentAttention {
             lse,
             delta,
         };
-        let groups = self.run(Pass::Backward, &x, Some(&gr));
+        let groups = self.run(Pass::Backward(&gr), &x);
         let (mut dq, mut dk, mut dv) = (
             vec![0f32; tokens * h_n * d],
             vec![0f32; tokens * kv * d],
@@ -687,9 +680,9 @@ impl CustomOp3 for DocumentAttention {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (q, k, v) = (
-            slice(s1, l1, "q")?,
-            slice(s2, l2, "k")?,
-            slice(s3, l3, "v")?,
+            cpu_f32(s1, l1, "document attention: q")?,
+            cpu_f32(s2, l2, "document attention: k")?,
+            cpu_f32(s3, l3, "document attention: v")?,
         );
         let tokens = l1.dims().first().copied().unwrap_or(0);
         let (out, lse) = self.forward_slices(q, k, v, tokens);

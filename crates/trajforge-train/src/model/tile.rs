@@ -27,10 +27,6 @@ pub struct Rows<'a> {
 }
 
 impl<'a> Rows<'a> {
-    pub fn count(&self) -> usize {
-        self.data.len() / self.d.max(1)
-    }
-
     fn iter(&self) -> std::slice::ChunksExact<'a, f32> {
         self.data.chunks_exact(self.d.max(1))
     }

@@ -152,6 +152,49 @@ pub fn sum_exp_shifted(x: &[f32], shift: f32) -> f32 {
     reduce(acc) + tail
 }
 
+/// The f32 elements of a contiguous CPU tensor's storage, for the custom ops' CPU kernels;
+/// `what` names the op and operand in the error.
+pub fn cpu_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let (a, b) = f32_range(s, l, what)?;
+    match s {
+        candle_core::CpuStorage::F32(data) => data.get(a..b).ok_or_else(|| out_of_bounds(what)),
+        _ => Err(out_of_bounds(what)),
+    }
+}
+
+/// [`cpu_f32`], writable (for ops that work in place).
+pub fn cpu_f32_mut<'a>(
+    s: &'a mut candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let (a, b) = f32_range(s, l, what)?;
+    match s {
+        candle_core::CpuStorage::F32(data) => data.get_mut(a..b).ok_or_else(|| out_of_bounds(what)),
+        _ => Err(out_of_bounds(what)),
+    }
+}
+
+fn f32_range(
+    s: &candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<(usize, usize)> {
+    if !matches!(s, candle_core::CpuStorage::F32(_)) {
+        candle_core::bail!("{what} must be f32");
+    }
+    l.contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what} must be contiguous")))
+}
+
+fn out_of_bounds(what: &str) -> candle_core::Error {
+    candle_core::Error::Msg(format!("{what} out of bounds"))
+}
+
 /// A kernel run through [`pulp::Arch::dispatch`]. `dispatch` compiles its argument's
 /// `with_simd` for the instruction set it picks, but a closure passed to it is called, not
 /// inlined, and then runs as baseline SSE2 code (measured: scalar `mulss`/`addss` in the
