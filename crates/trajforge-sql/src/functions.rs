@@ -2,8 +2,8 @@
 //! and trajforge's own, which call the same code the pipeline and ingest use:
 //!
 //! - `bash_commands(text)` → `list<utf8>`: the programs a shell command runs, in order, nested
-//!   invocations included (`no_execution`'s parser). `text` is a tool call's arguments (its
-//!   `command` field is read) or a command line.
+//!   invocations included (`no_execution`'s bash reader: `python -m pytest` lists both). `text`
+//!   is a tool call's arguments (its `command` field is read) or a command line.
 //! - `patch_files(patch)` → `list<utf8>`, `patch_added_lines(patch)` /
 //!   `patch_removed_lines(patch)` → `bigint`: what a unified diff touches (the ingest's reader).
 //! - `tokenize(messages, tools, scaffold)` → struct (ids, loss mask, counts or the reason a row
@@ -120,7 +120,7 @@ mod tests {
     fn bash_commands_reads_the_command_argument_or_the_text() {
         let args =
             r#"{"command": "cd /ws && PYTHONPATH=. timeout 60 python3 -m pytest -q | tail -5"}"#;
-        assert_eq!(bash_commands(args), ["cd", "python3", "tail"]);
+        assert_eq!(bash_commands(args), ["cd", "python3", "pytest", "tail"]);
         assert_eq!(bash_commands("grep -rn foo . ; ls"), ["grep", "ls"]);
         // Arguments without a command (an editor call) run nothing.
         assert!(bash_commands(r#"{"path": "/a", "command": 3}"#).is_empty());

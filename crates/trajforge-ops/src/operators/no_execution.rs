@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::OpsError;
 use crate::operator::{Env, Operator, OperatorDef, StepCtx, StepKind, message_check};
-use crate::shell::{invocations, program_family};
+use crate::shell::{Needles, invocations, program_family};
 use crate::view::MessagesView;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -45,6 +45,8 @@ fn default_argument() -> String {
 #[derive(Debug, Clone)]
 pub struct NoExecution {
     forbid: BTreeSet<String>,
+    /// Commands that cannot name a forbidden program skip the parse.
+    needles: Needles,
     tools: Vec<String>,
     argument: String,
 }
@@ -52,20 +54,12 @@ pub struct NoExecution {
 impl OperatorDef for NoExecution {
     const NAME: &'static str = "no_execution";
     const KIND: StepKind = StepKind::Filter;
-    const SUMMARY: &'static str = "Drops rows whose shell calls run a forbidden program (python, pytest, mypy, pip, apt, apt-get, …), read through pipes, `&&`, subshells, `bash -c`, env prefixes and wrappers.";
+    const SUMMARY: &'static str = "Drops rows whose shell calls run a forbidden program (python, pytest, mypy, pip, apt, apt-get, …), each command read with the bash grammar (tree-sitter-bash): lists, pipelines, loops, conditionals, functions, subshells, substitutions, `bash -c`/`eval` strings and scripts piped or here-doc'd into a shell, through wrappers (`env`, `timeout`, `sudo`, `xargs`, `find -exec`, …) and runners (`uv run`, `python -m`, `coverage run`, …). A here-document written to a file is data, not a command.";
     const EXAMPLE: &'static str = "op: no_execution\nalso_forbid: [tox, nox]";
     type Options = NoExecutionOptions;
 
     fn build(o: NoExecutionOptions, _ctx: &StepCtx) -> Result<Arc<dyn Operator>, OpsError> {
-        let forbid: BTreeSet<String> = o.forbid.into_iter().chain(o.also_forbid).collect();
-        if forbid.is_empty() {
-            return Err(OpsError::Config("forbid is empty: nothing to check".into()));
-        }
-        Ok(Arc::new(NoExecution {
-            forbid,
-            tools: o.tools,
-            argument: o.argument,
-        }))
+        Ok(Arc::new(NoExecution::new(o)?))
     }
 }
 
@@ -93,8 +87,24 @@ fn excerpt(command: &str) -> String {
 }
 
 impl NoExecution {
+    pub fn new(o: NoExecutionOptions) -> Result<NoExecution, OpsError> {
+        let forbid: BTreeSet<String> = o.forbid.into_iter().chain(o.also_forbid).collect();
+        if forbid.is_empty() {
+            return Err(OpsError::Config("forbid is empty: nothing to check".into()));
+        }
+        Ok(NoExecution {
+            needles: Needles::new(forbid.iter().map(String::as_str)),
+            forbid,
+            tools: o.tools,
+            argument: o.argument,
+        })
+    }
+
     /// The first forbidden program a command runs.
     pub fn forbidden_in(&self, command: &str) -> Option<String> {
+        if !self.needles.may_match(command) {
+            return None;
+        }
         invocations(command).into_iter().find_map(|inv| {
             let family = program_family(&inv.program);
             let hit = self.forbid.contains(&inv.program) || self.forbid.contains(family);
@@ -152,11 +162,7 @@ mod tests {
             base_dir: ".".into(),
         };
         let _ = NoExecution::build(o.clone(), &ctx).expect("builds");
-        NoExecution {
-            forbid: o.forbid.into_iter().collect(),
-            tools: o.tools,
-            argument: o.argument,
-        }
+        NoExecution::new(o).expect("defaults are valid")
     }
 
     /// Every disguise the synth generator plants is caught...
@@ -205,6 +211,47 @@ mod tests {
         ] {
             assert_eq!(op.forbidden_in(cmd), None, "{cmd}");
         }
+    }
+
+    /// The acceptance table (tests/corpus/shell/commands.jsonl: real agents' commands and
+    /// commands written after their habits, half that run a forbidden program, half that only
+    /// read or mention one): every verdict must be right.
+    #[test]
+    fn the_command_table() {
+        #[derive(Deserialize)]
+        struct Case {
+            command: String,
+            runs: Option<String>,
+        }
+        let table = include_str!("../../../../tests/corpus/shell/commands.jsonl");
+        let op = op();
+        let (mut runs, mut reads, mut wrong) = (0, 0, Vec::new());
+        for line in table.lines() {
+            let case: Case = serde_json::from_str(line).expect("a table row");
+            let found = op.forbidden_in(&case.command);
+            let found_family = found.as_deref().map(|p| {
+                let program = p.split(" -m ").next().unwrap_or(p);
+                program_family(program).to_string()
+            });
+            if case.runs.is_some() {
+                runs += 1;
+            } else {
+                reads += 1;
+            }
+            if found_family != case.runs {
+                wrong.push(format!(
+                    "{:?}: expected {:?}, found {found:?}",
+                    case.command, case.runs
+                ));
+            }
+        }
+        assert!(runs >= 30 && reads >= 30, "{runs} run, {reads} read");
+        assert!(
+            wrong.is_empty(),
+            "{} wrong verdicts:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
     }
 
     #[test]
