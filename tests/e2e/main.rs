@@ -4,6 +4,7 @@
 mod common;
 mod determinism;
 mod malformed;
+mod msrv;
 mod publish;
 mod readers;
 mod report;

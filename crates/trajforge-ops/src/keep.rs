@@ -35,11 +35,11 @@ fn sort_item(item: &str, env: &dyn Env) -> Result<SortExpr, OpsError> {
         words.truncate(words.len() - 2);
     }
     let mut asc = true;
-    if let Some(last) = words.last().map(|w| upper(w)) {
-        if last == "ASC" || last == "DESC" {
-            asc = last == "ASC";
-            words.pop();
-        }
+    if let Some(last) = words.last().map(|w| upper(w))
+        && (last == "ASC" || last == "DESC")
+    {
+        asc = last == "ASC";
+        words.pop();
     }
     if words.is_empty() {
         return Err(OpsError::Config(format!(

@@ -186,11 +186,11 @@ pub fn split_diff(patch: &str) -> Vec<FileDiff> {
                 new_file: from_null,
                 hunks: Vec::new(),
             });
-        } else if line.starts_with("@@") {
-            if let (Some(f), Some((old, new))) = (files.last_mut(), hunk_counts(line)) {
-                f.hunks.push((String::new(), String::new()));
-                (old_left, new_left) = (old, new);
-            }
+        } else if line.starts_with("@@")
+            && let (Some(f), Some((old, new))) = (files.last_mut(), hunk_counts(line))
+        {
+            f.hunks.push((String::new(), String::new()));
+            (old_left, new_left) = (old, new);
         }
     }
     files

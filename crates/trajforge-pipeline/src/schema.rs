@@ -84,23 +84,23 @@ pub fn operator_reference() -> String {
             entry.name, entry.kind, entry.summary
         ));
         let schema = (entry.options_schema)();
-        if let Some(props) = schema.pointer("/properties").and_then(Value::as_object) {
-            if !props.is_empty() {
-                out.push_str("| option | description | default |\n|---|---|---|\n");
-                for (name, p) in props {
-                    let desc = p
-                        .get("description")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .replace('\n', " ");
-                    let default = p
-                        .get("default")
-                        .map(|d| format!("`{d}`"))
-                        .unwrap_or_else(|| "required".into());
-                    out.push_str(&format!("| `{name}` | {desc} | {default} |\n"));
-                }
-                out.push('\n');
+        if let Some(props) = schema.pointer("/properties").and_then(Value::as_object)
+            && !props.is_empty()
+        {
+            out.push_str("| option | description | default |\n|---|---|---|\n");
+            for (name, p) in props {
+                let desc = p
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .replace('\n', " ");
+                let default = p
+                    .get("default")
+                    .map(|d| format!("`{d}`"))
+                    .unwrap_or_else(|| "required".into());
+                out.push_str(&format!("| `{name}` | {desc} | {default} |\n"));
             }
+            out.push('\n');
         }
         out.push_str(&format!(
             "```yaml\nsteps:\n  - {}\n```\n\n",

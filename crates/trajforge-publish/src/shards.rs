@@ -178,10 +178,10 @@ fn route(
     writers: &mut [ConfigWriter],
     path: &Path,
 ) -> Result<(), PublishError> {
-    if let [only] = writers {
-        if only.packed || only.stage.is_none() && !has_stage(batch) {
-            return only.write(batch);
-        }
+    if let [only] = writers
+        && (only.packed || only.stage.is_none() && !has_stage(batch))
+    {
+        return only.write(batch);
     }
     let stage = batch
         .column_by_name("stage")

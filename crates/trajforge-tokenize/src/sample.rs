@@ -131,11 +131,11 @@ fn supervised_messages(messages: &[Message], opts: &SampleOptions) -> Vec<bool> 
             }
         }
     }
-    if opts.turns == Turns::Last {
-        if let Some(last) = messages.iter().rposition(|m| m.role == "assistant") {
-            for (i, s) in sup.iter_mut().enumerate() {
-                *s = *s && i == last;
-            }
+    if opts.turns == Turns::Last
+        && let Some(last) = messages.iter().rposition(|m| m.role == "assistant")
+    {
+        for (i, s) in sup.iter_mut().enumerate() {
+            *s = *s && i == last;
         }
     }
     sup

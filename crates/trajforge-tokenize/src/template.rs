@@ -121,10 +121,10 @@ impl ChatTemplate {
     /// entry named `default` of a list), else its `chat_template.jinja`.
     pub fn from_dir(dir: &Path) -> Result<ChatTemplate, TokenizeError> {
         let config = dir.join("tokenizer_config.json");
-        if let Ok(text) = std::fs::read_to_string(&config) {
-            if let Some(t) = ChatTemplate::from_config(&text, &config.display().to_string())? {
-                return Ok(t);
-            }
+        if let Ok(text) = std::fs::read_to_string(&config)
+            && let Some(t) = ChatTemplate::from_config(&text, &config.display().to_string())?
+        {
+            return Ok(t);
         }
         let jinja = dir.join("chat_template.jinja");
         let text = std::fs::read_to_string(&jinja).map_err(|_| {

@@ -348,10 +348,10 @@ impl Run<'_> {
                 self.state.global_step += 1;
                 m.step = self.state.global_step;
                 let stage_end = self.state.stage_step == total;
-                if let Some(e) = &spec.file.eval {
-                    if self.state.global_step % e.every == 0 || stage_end {
-                        m.eval_loss = Some(self.eval_loss()?);
-                    }
+                if let Some(e) = &spec.file.eval
+                    && (self.state.global_step.is_multiple_of(e.every) || stage_end)
+                {
+                    m.eval_loss = Some(self.eval_loss()?);
                 }
                 self.record(&m)?;
                 progress.step(&m, self.state.stage_step);
@@ -360,7 +360,7 @@ impl Run<'_> {
                     self.state.next_row = 0;
                 }
                 let every = spec.file.checkpoint_every;
-                if every > 0 && self.state.global_step % every == 0 && !stage_end {
+                if every > 0 && self.state.global_step.is_multiple_of(every) && !stage_end {
                     self.checkpoint()?;
                 }
             }

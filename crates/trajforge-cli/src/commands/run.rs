@@ -78,17 +78,17 @@ impl RunProgress for Bars {
         }
     }
     fn advance(&self, rows: u64, bytes: u64) {
-        if let Ok(c) = self.current.lock() {
-            if let Some(b) = c.as_ref() {
-                set_rate(b, rows, bytes);
-            }
+        if let Ok(c) = self.current.lock()
+            && let Some(b) = c.as_ref()
+        {
+            set_rate(b, rows, bytes);
         }
     }
     fn stage_done(&self) {
-        if let Ok(mut c) = self.current.lock() {
-            if let Some(b) = c.take() {
-                b.finish();
-            }
+        if let Ok(mut c) = self.current.lock()
+            && let Some(b) = c.take()
+        {
+            b.finish();
         }
         if let Ok(mut steps) = self.steps.lock() {
             for b in steps.drain(..) {
@@ -110,10 +110,10 @@ impl RunProgress for Bars {
         }
     }
     fn step_advance(&self, index: usize, rows: u64, bytes: u64) {
-        if let Ok(steps) = self.steps.lock() {
-            if let Some(b) = steps.get(index) {
-                set_rate(b, rows, bytes);
-            }
+        if let Ok(steps) = self.steps.lock()
+            && let Some(b) = steps.get(index)
+        {
+            set_rate(b, rows, bytes);
         }
     }
     fn ingest(&self) -> &dyn Progress {

@@ -111,10 +111,10 @@ pub(super) fn resolve(
             collect(&rest.join(" "), depth + 1, out);
         }
         "su" => {
-            if let Some(k) = args.iter().position(|a| a == "-c" || a == "--command") {
-                if let Some(script) = args.get(k + 1) {
-                    collect(script, depth + 1, out);
-                }
+            if let Some(k) = args.iter().position(|a| a == "-c" || a == "--command")
+                && let Some(script) = args.get(k + 1)
+            {
+                collect(script, depth + 1, out);
             }
         }
         "xargs" => {

@@ -229,13 +229,13 @@ fn block<S: Simd, const N: usize, const V: usize>(
     }
     for (n, acc) in acc.iter().enumerate() {
         let at = (r0 + n) * x.d + c;
-        if let Some(dst) = out.get_mut(at..) {
-            if let Some(mut sum) = load::<S, V>(dst) {
-                for (s, &a) in sum.iter_mut().zip(acc) {
-                    *s = simd.add_f32s(*s, a);
-                }
-                store::<S, V>(dst, sum);
+        if let Some(dst) = out.get_mut(at..)
+            && let Some(mut sum) = load::<S, V>(dst)
+        {
+            for (s, &a) in sum.iter_mut().zip(acc) {
+                *s = simd.add_f32s(*s, a);
             }
+            store::<S, V>(dst, sum);
         }
     }
 }
