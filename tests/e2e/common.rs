@@ -48,23 +48,25 @@ pub fn quickstart_run(tmp: &Path) -> PathBuf {
     out
 }
 
-/// Whether `python3` can import `modules` (comma-separated) for the check `what`. Without them
-/// the check is skipped with a message, unless the environment variable `require` is set (CI
-/// sets it after pip-installing them), in which case the test fails.
-pub fn python_can_import(modules: &str, require: &str, what: &str) -> bool {
-    let found = Command::new("python3")
+/// Fails the test, with the command that installs them, unless `python3` imports `modules`
+/// (comma-separated). The tests that call it are `#[ignore]`d, so a plain `cargo test` lists
+/// them as ignored instead of passing them silently; CI installs their tools and runs them with
+/// `-- --include-ignored`, where a missing tool is a failure.
+pub fn require_python(modules: &str, install: &str) {
+    let o = Command::new("python3")
         .args(["-c", &format!("import {modules}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os(require).is_none(),
-            "{require} is set but python3 cannot import {modules}"
-        );
-        eprintln!("SKIPPED {what}: python3 cannot import {modules} (see .ci/run for the pip line)");
-    }
-    found
+        .output();
+    let why = match o {
+        Ok(o) if o.status.success() => return,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => format!("python3 does not start: {e}"),
+    };
+    panic!("this test needs python3 with {modules}; install them with `{install}` ({why})");
 }
+
+/// The pip line that installs what the stock-engine and Hub checks import (as `.ci/run` does).
+pub const INTEROP_PIP: &str = "python3 -m pip install transformers==4.57.1 'huggingface-hub>=0.34,<1.0' \
+     datasets==4.8.5 pyarrow==26.0.1 polars==2.1.0 duckdb==2.0.0 datafusion==55.0.0 pyyaml";
 
 /// Runs a Python script from the repository with `args`, offline for Hugging Face (its caches
 /// under `hf_home`), asserts it succeeded and returns its stdout.

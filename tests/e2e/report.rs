@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{python_can_import, python_script, quickstart_run, trajforge};
+use crate::common::{python_script, quickstart_run, require_python, trajforge};
 
 fn report_json(path: &Path, out: &Path) -> serde_json::Value {
     let o = trajforge(&[
@@ -174,9 +174,9 @@ fn report_statistics_equal_datafusion_and_the_manifest() {
 }
 
 /// The page is self-contained and every chart draws in a real browser (headless Chromium's
-/// DOM after the page's load handler has run). Skipped, loudly, without chromium unless
-/// TRAJFORGE_REQUIRE_BROWSER is set.
+/// DOM after the page's load handler has run).
 #[test]
+#[ignore = "needs chromium (apt-get install chromium); CI runs it"]
 fn report_page_draws_every_chart_in_headless_chromium() {
     let tmp = tempfile::tempdir().expect("tmp");
     let run = quickstart_run(tmp.path());
@@ -199,16 +199,9 @@ fn report_page_draws_every_chart_in_headless_chromium() {
                 .output()
                 .is_ok_and(|o| o.status.success())
         });
-    let Some(chromium) = chromium else {
-        assert!(
-            std::env::var_os("TRAJFORGE_REQUIRE_BROWSER").is_none(),
-            "TRAJFORGE_REQUIRE_BROWSER is set but no chromium is installed"
-        );
-        eprintln!(
-            "SKIPPED report_page_draws_every_chart_in_headless_chromium: no chromium (apt-get install chromium)"
-        );
-        return;
-    };
+    let chromium = chromium.unwrap_or_else(|| {
+        panic!("this test needs chromium, chromium-browser or google-chrome on PATH: apt-get install chromium")
+    });
     let profile = tmp.path().join("chromium-profile");
     let o = std::process::Command::new(chromium)
         .args([
@@ -237,6 +230,10 @@ fn report_page_draws_every_chart_in_headless_chromium() {
     assert_eq!(dom.matches("data-drawn=\"yes\"").count(), declared);
 }
 
+/// What the notebooks import, as `.ci/run` installs it.
+const NOTEBOOKS_PIP: &str = "python3 -m pip install nbclient==0.11.0 nbformat==5.11.1 ipykernel==7.4.0 \
+     polars==2.1.0 datafusion==55.0.0 pyarrow==26.0.1 numpy";
+
 fn attribute(html: &str, name: &str) -> String {
     let key = format!("{name}=\"");
     let start = html
@@ -247,18 +244,14 @@ fn attribute(html: &str, name: &str) -> String {
 }
 
 /// Every notebook in `notebooks/` runs top to bottom on the bundled samples through nbclient
-/// (`notebooks/run_notebooks.py`; the notebooks assert what they show). Skipped, loudly, when
-/// python3 lacks nbclient / ipykernel / polars / datafusion / pyarrow, unless
-/// TRAJFORGE_REQUIRE_NOTEBOOKS is set (as in CI, which pip-installs them).
+/// (`notebooks/run_notebooks.py`; the notebooks assert what they show).
 #[test]
+#[ignore = "needs python3 with nbclient, ipykernel, polars, datafusion, pyarrow; CI runs it"]
 fn notebooks_run_top_to_bottom_on_the_samples() {
-    if !python_can_import(
+    require_python(
         "nbclient, nbformat, ipykernel, polars, datafusion, pyarrow, numpy",
-        "TRAJFORGE_REQUIRE_NOTEBOOKS",
-        "notebooks_run_top_to_bottom_on_the_samples",
-    ) {
-        return;
-    }
+        NOTEBOOKS_PIP,
+    );
     let tmp = tempfile::tempdir().expect("tmp");
     let bin = std::ffi::OsStr::new(env!("CARGO_BIN_EXE_trajforge"));
     let out = python_script(

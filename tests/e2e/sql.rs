@@ -11,7 +11,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::SessionContext;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
-use crate::common::{python_can_import, python_script, quickstart_run, root, trajforge};
+use crate::common::{INTEROP_PIP, python_script, quickstart_run, require_python, root, trajforge};
 
 struct Db(SessionContext);
 
@@ -369,17 +369,11 @@ fn trajforge_sql_prints_formats_and_copies() {
 
 /// Every Parquet output of a run is read unchanged, with the same rows, columns and nested
 /// totals, by pyarrow, polars, DuckDB, DataFusion's Python bindings (`CREATE EXTERNAL TABLE`)
-/// and Hugging Face `datasets` (`tests/interop/stock_engines.py`). Skipped, loudly, when python3
-/// lacks them, unless TRAJFORGE_REQUIRE_INTEROP is set (as in CI, which pip-installs them).
+/// and Hugging Face `datasets` (`tests/interop/stock_engines.py`).
 #[test]
+#[ignore = "needs python3 with pyarrow, polars, duckdb, datafusion, datasets; CI runs it"]
 fn stock_engines_read_every_output() {
-    if !python_can_import(
-        "pyarrow, polars, duckdb, datafusion, datasets",
-        "TRAJFORGE_REQUIRE_INTEROP",
-        "stock_engines_read_every_output",
-    ) {
-        return;
-    }
+    require_python("pyarrow, polars, duckdb, datafusion, datasets", INTEROP_PIP);
     let tmp = tempfile::tempdir().expect("tmp");
     let run = quickstart_run(tmp.path());
     let report = python_script(

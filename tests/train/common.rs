@@ -9,23 +9,21 @@ pub fn root() -> PathBuf {
 
 pub const TORCH_PIP: &str = "python3 -m pip install torch==2.15.0 transformers==4.57.1 safetensors";
 
-/// Whether python3 has torch and transformers. Under CI (or with TRAJFORGE_REQUIRE_TORCH set)
-/// their absence fails the test; elsewhere the test says it skipped and returns.
-pub fn torch_available(what: &str) -> bool {
-    let found = Command::new("python3")
+/// Fails the test, with the pip line, unless python3 imports torch, transformers and
+/// safetensors. The tests that call it are `#[ignore]`d: a plain `cargo test` lists them as
+/// ignored; CI installs torch and runs them with `-- --include-ignored`.
+pub fn require_torch() {
+    let o = Command::new("python3")
         .args(["-c", "import torch, transformers, safetensors"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let required = std::env::var("CI").is_ok_and(|v| v == "true")
-        || std::env::var_os("TRAJFORGE_REQUIRE_TORCH").is_some();
-    if !found {
-        assert!(
-            !required,
-            "{what} is required here but python3 cannot import torch/transformers: {TORCH_PIP}"
-        );
-        eprintln!("SKIPPED {what}: python3 cannot import torch and transformers ({TORCH_PIP})");
-    }
-    found
+        .output();
+    let why = match o {
+        Ok(o) if o.status.success() => return,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        Err(e) => format!("python3 does not start: {e}"),
+    };
+    panic!(
+        "this test needs python3 with torch and transformers; install them with `{TORCH_PIP}` ({why})"
+    );
 }
 
 /// Runs a Python script of the repository offline; returns stdout, panics with stderr.
