@@ -310,6 +310,49 @@ fn publish_refuses_to_overwrite_or_guess_and_says_what_to_do() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
     publish(&run, &out, &["--overwrite"]);
     assert!(out.join("README.md").is_file());
+    // A dataset publish wrote is replaced under --overwrite.
+    publish(&run, &out, &["--overwrite"]);
+
+    // --overwrite never deletes the run, a folder holding it, or a folder publish did not write.
+    let kept_before = crate::common::dir_bytes(&run, &["kept"]);
+    let mine = tmp.path().join("notes");
+    std::fs::create_dir(&mine).expect("mkdir");
+    std::fs::write(mine.join("todo.txt"), "mine").expect("write");
+    let spelled = format!(
+        "{}/../{}",
+        run.display(),
+        run.file_name().expect("name").to_string_lossy()
+    );
+    for (target, says) in [
+        (spelled.as_str(), "is or is inside the run folder"),
+        (tmp.path().to_str().expect("utf8"), "holds the run folder"),
+        (
+            mine.to_str().expect("utf8"),
+            "replaces only a dataset trajforge published",
+        ),
+    ] {
+        let o = trajforge(&[
+            "publish",
+            run.to_str().expect("utf8"),
+            "--out",
+            target,
+            "--overwrite",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(says),
+            "--out {target}: {err}"
+        );
+    }
+    assert_eq!(
+        crate::common::dir_bytes(&run, &["kept"]),
+        kept_before,
+        "the run changed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("todo.txt")).expect("kept"),
+        "mine"
+    );
 
     let o = trajforge(&[
         "publish",

@@ -506,6 +506,73 @@ fn resume_refuses_a_changed_configuration() {
     assert!(err.contains("configuration changed"), "{err}");
 }
 
+/// `--resume` never starts over where that would destroy something: a finished run says so,
+/// exits 0 and changes nothing; a folder that is not a run is refused untouched.
+#[test]
+fn resume_does_not_wipe_a_finished_run_or_a_folder_that_is_not_a_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let quick = pipeline("quickstart.yaml");
+    let out = tmp.path().join("done");
+    run_pipeline(&quick, &out, &[]);
+    let before = dir_bytes(&out, &OUTPUTS);
+    let manifest = std::fs::read(out.join("manifest.json")).expect("manifest");
+    let o = trajforge(&[
+        "run",
+        &quick,
+        "--out",
+        out.to_str().expect("utf8"),
+        "--resume",
+        "--quiet",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("finished run: nothing to resume"), "{err}");
+    assert_eq!(
+        dir_bytes(&out, &OUTPUTS),
+        before,
+        "a finished run was rewritten"
+    );
+    assert_eq!(
+        std::fs::read(out.join("manifest.json")).expect("manifest"),
+        manifest
+    );
+    let o = trajforge(&[
+        "run",
+        &quick,
+        "--out",
+        out.to_str().expect("utf8"),
+        "--resume",
+        "--set",
+        "steps.near_dedupe.threshold=0.9",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("another configuration"),
+        "{err}"
+    );
+    assert_eq!(dir_bytes(&out, &OUTPUTS), before);
+
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir_all(mine.join("kept")).expect("mkdir");
+    std::fs::write(mine.join("kept/notes.txt"), "mine").expect("write");
+    let o = trajforge(&[
+        "run",
+        &quick,
+        "--out",
+        mine.to_str().expect("utf8"),
+        "--resume",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not a run folder"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mine.join("kept/notes.txt")).expect("kept"),
+        "mine"
+    );
+}
+
 #[test]
 fn config_errors_exit_non_zero_with_the_line() {
     let tmp = tempfile::tempdir().expect("tmp");

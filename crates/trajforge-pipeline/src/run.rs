@@ -149,6 +149,9 @@ pub struct RunManifest {
     pub tokenize: Option<TokenizeSummary>,
     pub timings: Timings,
     pub resumed: bool,
+    /// `--resume` found the run already finished and did nothing (not written to the file).
+    #[serde(skip)]
+    pub already_complete: bool,
 }
 
 /// The write stage's parts.
@@ -223,9 +226,65 @@ fn save_state(work: &Path, state: &State) -> Result<(), PipelineError> {
     Ok(())
 }
 
-fn load_state(work: &Path) -> Option<State> {
-    let text = std::fs::read(work.join("state.json")).ok()?;
-    serde_json::from_slice(&text).ok()
+/// Where `--resume` picks up in `out`.
+enum ResumePoint {
+    /// After the last checkpointed stage.
+    Stage(Box<State>),
+    /// Nothing to do: the run finished (its manifest, marked `already_complete`).
+    Finished(Box<RunManifest>),
+    /// From the start: `out` does not exist, is empty, or holds a run killed before its first
+    /// checkpoint (only `.work/`).
+    Start,
+}
+
+/// Reads what `out` holds for `--resume`, and refuses to start over in a folder that is not a
+/// run, which would delete its `kept/`, `filtered/` and other outputs.
+fn resume_point(out: &Path, pipeline: &Pipeline) -> Result<ResumePoint, PipelineError> {
+    let state_path = out.join(".work").join("state.json");
+    if state_path.is_file() {
+        let text = std::fs::read(&state_path).map_err(|e| PipelineError::io(&state_path, e))?;
+        let state = serde_json::from_slice(&text).map_err(|e| {
+            PipelineError::Data(format!(
+                "cannot resume {}: {} is not a run state ({e}); run again without --resume",
+                out.display(),
+                state_path.display()
+            ))
+        })?;
+        return Ok(ResumePoint::Stage(Box::new(state)));
+    }
+    let manifest_path = out.join("manifest.json");
+    if manifest_path.is_file() {
+        let text =
+            std::fs::read(&manifest_path).map_err(|e| PipelineError::io(&manifest_path, e))?;
+        let mut manifest: RunManifest = serde_json::from_slice(&text).map_err(|e| {
+            PipelineError::Data(format!(
+                "cannot resume {}: {} is not a run manifest ({e})",
+                out.display(),
+                manifest_path.display()
+            ))
+        })?;
+        if manifest.config_hash != pipeline.config_hash {
+            return Err(PipelineError::Config(format!(
+                "cannot resume {}: it holds a finished run of another configuration (config \
+                 hash {} then, {} now); run again without --resume to replace it",
+                out.display(),
+                manifest.config_hash,
+                pipeline.config_hash
+            )));
+        }
+        manifest.already_complete = true;
+        return Ok(ResumePoint::Finished(Box::new(manifest)));
+    }
+    let is_empty = |dir: &Path| std::fs::read_dir(dir).is_ok_and(|mut e| e.next().is_none());
+    if !out.exists() || is_empty(out) || out.join(".work").is_dir() {
+        return Ok(ResumePoint::Start);
+    }
+    Err(PipelineError::Config(format!(
+        "cannot resume {}: it is not a run folder (no .work/state.json, no manifest.json); \
+         nothing was changed. Choose another --out, or run without --resume to write the run \
+         there (which replaces its kept/, filtered/ and rejects/)",
+        out.display()
+    )))
 }
 
 fn remove_dir(path: &Path) -> Result<(), PipelineError> {
@@ -313,7 +372,14 @@ async fn run_async(
         )?),
         None => None,
     };
-    let resumed_state = if opts.resume { load_state(&work) } else { None };
+    let resumed_state = match opts.resume {
+        true => match resume_point(out, pipeline)? {
+            ResumePoint::Stage(state) => Some(*state),
+            ResumePoint::Finished(manifest) => return Ok(*manifest),
+            ResumePoint::Start => None,
+        },
+        false => None,
+    };
     let mut state = match resumed_state {
         Some(s) if s.config_hash != pipeline.config_hash => {
             return Err(PipelineError::Config(format!(
@@ -469,6 +535,7 @@ async fn run_async(
         tokenize: state.tokenize.clone(),
         timings,
         resumed,
+        already_complete: false,
     };
     let json =
         serde_json::to_vec_pretty(&manifest).map_err(|e| PipelineError::Internal(e.to_string()))?;

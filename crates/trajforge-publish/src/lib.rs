@@ -150,21 +150,85 @@ pub fn publish(options: &PublishOptions) -> Result<Published, PublishError> {
     })
 }
 
+/// Refuses an `--out` that would overwrite or hold the run, or that names a folder publish did
+/// not write. Paths are compared resolved (symlinks, `..`), so `run/../run` is the run.
 fn check_out(options: &PublishOptions) -> Result<(), PublishError> {
-    if options.out.exists() && !options.overwrite {
+    let run = resolved(&options.run_dir);
+    let out = resolved(&options.out);
+    if out.starts_with(&run) || run.starts_with(&out) {
+        return Err(PublishError::Usage(format!(
+            "--out {} {} the run folder {}; publish next to it instead",
+            options.out.display(),
+            if out.starts_with(&run) {
+                "is or is inside"
+            } else {
+                "holds"
+            },
+            options.run_dir.display()
+        )));
+    }
+    if !options.out.exists() {
+        return Ok(());
+    }
+    if !options.overwrite {
         return Err(PublishError::Usage(format!(
             "{} already exists; choose another --out or pass --overwrite to replace it",
             options.out.display()
         )));
     }
-    if options.out.starts_with(&options.run_dir) {
+    if !is_empty_dir(&options.out) && !is_published_dataset(&options.out) {
         return Err(PublishError::Usage(format!(
-            "--out {} is inside the run folder {}; publish next to it instead",
-            options.out.display(),
-            options.run_dir.display()
+            "--overwrite replaces only a dataset trajforge published (with {SHA256SUMS} and \
+             {MANIFEST_COPY}) or an empty folder, and {} is neither; choose another --out or \
+             remove it yourself",
+            options.out.display()
         )));
     }
     Ok(())
+}
+
+/// The files by which publish recognises a dataset it wrote.
+const SHA256SUMS: &str = checksums::FILE_NAME;
+const MANIFEST_COPY: &str = "provenance/manifest.json";
+
+fn is_published_dataset(dir: &Path) -> bool {
+    dir.join(SHA256SUMS).is_file() && dir.join(MANIFEST_COPY).is_file()
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
+}
+
+/// `path` made absolute with symlinks and `..` resolved; the part that does not exist yet is
+/// appended to its deepest existing ancestor, with `..` taken lexically.
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    let base = loop {
+        if let Ok(real) = existing.canonicalize() {
+            break real;
+        }
+        match (existing.parent(), existing.components().next_back()) {
+            (Some(parent), Some(last)) => {
+                rest.push(last);
+                existing = parent;
+            }
+            _ => break existing.to_path_buf(),
+        }
+    };
+    let mut out = base;
+    for component in rest.into_iter().rev() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Renames the finished staging folder to `--out` (replacing it under `--overwrite`).

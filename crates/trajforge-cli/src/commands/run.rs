@@ -240,8 +240,18 @@ pub fn run(args: Args, global: Global, threads: usize) -> Result<()> {
             "reasons": manifest.reasons,
             "config_hash": manifest.config_hash,
             "seconds": manifest.timings.total_seconds,
+            "already_complete": manifest.already_complete,
         });
         println!("{summary}");
+    } else if manifest.already_complete {
+        // Said even under --quiet: the user asked for work and none was done.
+        eprintln!(
+            "{} is a finished run: nothing to resume (run without --resume to start over)",
+            out.display()
+        );
+        if !global.quiet {
+            print_summary(&manifest, &out);
+        }
     } else if !global.quiet {
         print_summary(&manifest, &out);
     }
