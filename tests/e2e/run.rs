@@ -416,7 +416,8 @@ fn outputs_do_not_depend_on_the_thread_count() {
 
 /// Starts `trajforge run ARGS` with a pause hook at `point`, waits for it there and kills it
 /// with SIGKILL.
-fn kill_at(point: &str, args: &[&str], out: &Path) {
+/// Starts `trajforge ARGS` and returns it paused at `point` (the test hook).
+fn paused_at(point: &str, args: &[&str], out: &Path) -> std::process::Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trajforge"))
         .args(args)
         .env("TRAJFORGE_PAUSE_AFTER", point)
@@ -431,8 +432,42 @@ fn kill_at(point: &str, args: &[&str], out: &Path) {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    child
+}
+
+fn kill_at(point: &str, args: &[&str], out: &Path) {
+    let mut child = paused_at(point, args, out);
     child.kill().expect("SIGKILL");
     child.wait().expect("reaped");
+}
+
+/// A second run into the folder a run is writing fails at once and names the holder; the lock
+/// dies with its process, so a kill -9 leaves nothing to clean up before `--resume`.
+#[test]
+fn a_second_run_into_the_same_out_fails_naming_the_first() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("o");
+    let quick = pipeline("quickstart.yaml");
+    let args = [
+        "run",
+        quick.as_str(),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--quiet",
+    ];
+    let mut first = paused_at("ingest", &args, &out);
+    let second = trajforge(&args);
+    let err = String::from_utf8_lossy(&second.stderr);
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reaped");
+    assert!(!second.status.success(), "{err}");
+    assert!(
+        err.contains("in use by another trajforge run")
+            && err.contains(&format!("pid {}", first.id())),
+        "{err}"
+    );
+    let m = run_pipeline(&quick, &out, &["--resume"]);
+    assert_eq!(m["resumed"], true);
 }
 
 /// Kill -9 at a stage boundary or in the middle of writing, then `--resume`: the outputs are

@@ -226,6 +226,50 @@ fn save_state(work: &Path, state: &State) -> Result<(), PipelineError> {
     Ok(())
 }
 
+/// The advisory lock a run holds on its output folder, so that a second run into the same
+/// `--out` fails at once instead of writing beside the first.
+const LOCK_FILE: &str = ".trajforge.lock";
+
+/// Takes `out`'s lock (creating `out`), held until the returned file is dropped; the holder's
+/// pid and command are written into it so a second run can name them.
+fn lock_out(out: &Path) -> Result<std::fs::File, PipelineError> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(out).map_err(|e| PipelineError::io(out, e))?;
+    let path = out.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| PipelineError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(PipelineError::Config(format!(
+                "{} is in use by another trajforge run ({}); wait for it to finish or choose \
+                 another --out",
+                out.display(),
+                holder.trim()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(PipelineError::io(&path, e)),
+    }
+    let me = format!(
+        "pid {}: {}",
+        std::process::id(),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| file.write_all(me.as_bytes()));
+    written.map_err(|e| PipelineError::io(&path, e))?;
+    Ok(file)
+}
+
 /// Where `--resume` picks up in `out`.
 enum ResumePoint {
     /// After the last checkpointed stage.
@@ -275,7 +319,13 @@ fn resume_point(out: &Path, pipeline: &Pipeline) -> Result<ResumePoint, Pipeline
         manifest.already_complete = true;
         return Ok(ResumePoint::Finished(Box::new(manifest)));
     }
-    let is_empty = |dir: &Path| std::fs::read_dir(dir).is_ok_and(|mut e| e.next().is_none());
+    let is_empty = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .all(|e| e.file_name() == LOCK_FILE)
+        })
+    };
     if !out.exists() || is_empty(out) || out.join(".work").is_dir() {
         return Ok(ResumePoint::Start);
     }
@@ -372,6 +422,7 @@ async fn run_async(
         )?),
         None => None,
     };
+    let _lock = lock_out(out)?;
     let resumed_state = match opts.resume {
         true => match resume_point(out, pipeline)? {
             ResumePoint::Stage(state) => Some(*state),
