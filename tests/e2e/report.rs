@@ -9,13 +9,18 @@ use crate::common::{python_script, quickstart_run, require_python, trajforge};
 fn report_json(path: &Path, out: &Path) -> serde_json::Value {
     let o = trajforge(&[
         "--json",
+        "--threads",
+        "1",
         "report",
         path.to_str().expect("utf8"),
         "--out",
         out.to_str().expect("utf8"),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("json")["stats"].clone()
+    let summary = serde_json::from_slice::<serde_json::Value>(&o.stdout).expect("json");
+    // --threads reaches polars' pool, which computes the statistics.
+    assert_eq!(summary["threads"], 1, "{summary}");
+    summary["stats"].clone()
 }
 
 /// `trajforge sql --format json` rows.

@@ -160,7 +160,7 @@ fn sqllogictest_files_pass_on_the_quickstart_run() {
         let mut runner = sqllogictest::Runner::new(move || {
             let run = run.clone();
             async move {
-                let (ctx, _) = trajforge_sql::session(&[run])
+                let (ctx, _) = trajforge_sql::session(&[run], 2)
                     .await
                     .map_err(|e| DbError(e.to_string()))?;
                 Ok(Db(ctx))
@@ -205,6 +205,25 @@ fn trajforge_sql_prints_formats_and_copies() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
+    // Statements end at `;` tokens only: not inside a block comment or a string.
+    let last = sql(&["--format", "csv", "SELECT 1 AS a /* ; */; SELECT 'x;' AS b"]);
+    assert_eq!(last, "b\nx;\n");
+    // --threads sets the partitions DataFusion plans each query with.
+    let setting = "SELECT value FROM information_schema.df_settings \
+                   WHERE name = 'datafusion.execution.target_partitions'";
+    let o = trajforge(&[
+        "--threads",
+        "3",
+        "sql",
+        "--data",
+        data,
+        "--format",
+        "csv",
+        setting,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "value\n3\n");
+
     let q = "SELECT role, count(*) AS n FROM messages GROUP BY role ORDER BY n DESC, role";
     let csv = sql(&["--format", "csv", q]);
     assert_eq!(csv.lines().next(), Some("role,n"));

@@ -219,7 +219,7 @@ fn tokenize_cli_masks_exactly_the_assistant_turns_and_accounts_for_every_row() {
     );
     assert!(out.join("rejects").is_dir(), "the ingest rejects are kept");
     let tokenized = rows_of(&out.join("tokenized"));
-    let dropped = rows_of(&out.join("dropped"));
+    let dropped = rows_of(&out.join("tokenize_dropped"));
     assert_eq!(
         tokenized.len() + dropped.len(),
         by_id.len(),

@@ -72,6 +72,7 @@ fn main() -> ExitCode {
             eprintln!("error: --threads must be at least 1");
             return ExitCode::from(2);
         }
+        limit_polars_threads(n);
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
             .build_global()
@@ -93,7 +94,7 @@ fn main() -> ExitCode {
         Command::Synth(args) => commands::synth::run(args, global),
         Command::Run(args) => commands::run::run(args, global, threads),
         Command::Tokenize(args) => commands::tokenize::run(args, global, threads),
-        Command::Sql(args) => commands::sql::run(args, global),
+        Command::Sql(args) => commands::sql::run(args, global, threads),
         Command::Report(args) => commands::report::run(args, global),
         Command::Publish(args) => commands::publish::run(args, global),
         Command::Train(args) => commands::train::run(args, global),
@@ -107,6 +108,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `report` and `publish` compute their statistics with polars, whose thread pool reads its size
+/// from `POLARS_MAX_THREADS` when it first starts and offers no other setting.
+#[allow(unsafe_code)]
+fn limit_polars_threads(n: usize) {
+    // SAFETY: called first in `main`, before rayon's pool or any runtime starts a thread, so no
+    // other thread can read the environment while it changes.
+    unsafe { std::env::set_var("POLARS_MAX_THREADS", n.to_string()) };
 }
 
 /// The error and its causes on one line, as the exit path and the `sql` prompt print them.

@@ -3,7 +3,8 @@
 //! - a pipeline run: `kept/`, `filtered/`, `rejects/`, `shards/`, `tokenized/`,
 //!   `tokenize_dropped/`, `manifest.json`;
 //! - an ingest output: `trajectories/`, `rejects/`, `manifest.json`;
-//! - a `trajforge tokenize` output: `shards/` or `tokenized/`, `dropped/`;
+//! - a `trajforge tokenize` output: `shards/` or `tokenized/`, `tokenize_dropped/` (`dropped/`
+//!   from versions before this name was shared with pipelines);
 //! - a published dataset: `data/<config>/` (every config but `packed` holds trajectories),
 //!   `provenance/manifest.json`;
 //! - or simply a folder of canonical Parquet files (`trajectories`).

@@ -25,7 +25,10 @@ use crate::run::RunProgress;
 use crate::source::{TrajectorySource, WRITE_BATCH_ROWS};
 
 /// The folders the stage writes (in the work folder, then moved under OUT by `publish`).
-pub const OUTPUT_DIRS: [&str; 3] = ["shards", "tokenized", "tokenize_dropped"];
+pub const OUTPUT_DIRS: [&str; 3] = ["shards", "tokenized", DROPPED_DIR];
+/// Where the rows that were not tokenized go, with their reason (pipeline and `trajforge
+/// tokenize` alike).
+pub const DROPPED_DIR: &str = "tokenize_dropped";
 
 fn config(e: TokenizeError) -> PipelineError {
     match e {
@@ -151,7 +154,7 @@ pub async fn run(
         p,
         kept,
         &stage_dir.join(p.output),
-        &stage_dir.join("tokenize_dropped"),
+        &stage_dir.join(DROPPED_DIR),
         &advance,
     )
     .await?;

@@ -160,6 +160,12 @@ impl Ctx<'_> {
     }
 }
 
+/// Threads of polars' pool, which computes the statistics (`POLARS_MAX_THREADS`, which
+/// `--threads` sets; all cores by default).
+pub fn worker_threads() -> usize {
+    polars_core::runtime::THREAD_POOL.current_num_threads()
+}
+
 impl Stats {
     /// Computes every statistic over what [`Layout::discover`] found.
     pub fn compute(layout: &Layout) -> Result<Stats, ReportError> {

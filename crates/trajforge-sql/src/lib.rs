@@ -43,9 +43,14 @@ pub enum SqlError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
-/// A session with every table, view and function registered for `dirs`.
-pub async fn session(dirs: &[PathBuf]) -> Result<(SessionContext, catalog::Catalog), SqlError> {
+/// A session with every table, view and function registered for `dirs`, running each query on
+/// `threads` partitions.
+pub async fn session(
+    dirs: &[PathBuf],
+    threads: usize,
+) -> Result<(SessionContext, catalog::Catalog), SqlError> {
     let config = SessionConfig::new()
+        .with_target_partitions(threads.max(1))
         .with_information_schema(true)
         .with_default_catalog_and_schema("datafusion", "public");
     // Paths in FROM ('out/kept/part-00000.parquet') read files directly, as in datafusion-cli.

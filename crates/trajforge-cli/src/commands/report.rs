@@ -37,7 +37,12 @@ pub fn run(args: Args, global: Global) -> Result<()> {
     let page = html::render(&title, &stats)?;
     trajforge_io::writer::write_atomic(&args.out, page.as_bytes())?;
     if global.json {
-        let summary = serde_json::json!({ "out": args.out, "bytes": page.len(), "stats": stats });
+        let summary = serde_json::json!({
+            "out": args.out,
+            "bytes": page.len(),
+            "threads": trajforge_report::stats::worker_threads(),
+            "stats": stats,
+        });
         println!("{summary}");
     } else if !global.quiet {
         eprintln!(

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args as ClapArgs;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
 use rustyline::error::ReadlineError;
 use trajforge_sql::catalog::Catalog;
 use trajforge_sql::output::{Format, ResultWriter, drain, write_result};
@@ -42,12 +44,13 @@ pub struct Args {
     max_width: usize,
 }
 
-pub fn run(args: Args, global: Global) -> Result<()> {
+pub fn run(args: Args, global: Global, threads: usize) -> Result<()> {
     let format = Format::parse(&args.format)?;
     if format == Format::Parquet && args.output.is_none() {
         bail!("--format parquet writes a file: give --output FILE.parquet");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
         .build()
         .context("cannot start the runtime")?;
     let query = match &args.file {
@@ -57,7 +60,7 @@ pub fn run(args: Args, global: Global) -> Result<()> {
         None => args.query.clone(),
     };
     rt.block_on(async {
-        let (ctx, catalog) = trajforge_sql::session(&args.data).await?;
+        let (ctx, catalog) = trajforge_sql::session(&args.data, threads).await?;
         if args.tokenize || args.tokenizer.is_some() {
             trajforge_sql::functions::register_tokenize(&ctx, args.tokenizer.as_deref())?;
         }
@@ -90,54 +93,85 @@ async fn run_query(ctx: &SessionContext, sql: &str, args: &Args, format: Format)
     Ok(())
 }
 
-/// `sql` cut at `;` outside quotes and `--` comments.
+/// `sql` cut at its `;` tokens, read by sqlparser's tokenizer (the one DataFusion parses with), so
+/// a `;` inside a string, a quoted name, a `--` or `/* */` comment or a dollar-quoted body never
+/// ends a statement.
 struct Scan {
     statements: Vec<String>,
-    /// Text after the last `;`.
+    /// Text after the last `;` (only whitespace and comments when the text ends with a statement).
     rest: String,
-    /// The text ends inside a quoted string.
-    open_quote: bool,
+    /// The text ends inside a string, a quoted name or a comment.
+    open: bool,
 }
 
 fn scan(sql: &str) -> Scan {
-    let mut statements = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '\'' | '"') => quote = Some(c),
-            (None, '-') if chars.peek() == Some(&'-') => {
-                // A line comment runs to the end of the line.
-                for n in chars.by_ref() {
-                    if n == '\n' {
-                        break;
-                    }
-                }
-                cur.push('\n');
-                continue;
-            }
-            (None, ';') => {
-                if !cur.trim().is_empty() {
-                    statements.push(cur.trim().to_string());
-                }
-                cur.clear();
-                continue;
-            }
-            _ => {}
+    let dialect = GenericDialect {};
+    let tokens = match Tokenizer::new(&dialect, sql).tokenize_with_location() {
+        Ok(tokens) => tokens,
+        // The tokenizer fails on what it cannot close: the text is one unfinished statement,
+        // and DataFusion's parser reports it with its own message when it is run.
+        Err(_) => {
+            return Scan {
+                statements: Vec::new(),
+                rest: sql.to_string(),
+                open: true,
+            };
         }
-        cur.push(c);
+    };
+    let offsets = LineOffsets::new(sql);
+    let mut statements = Vec::new();
+    // Where the current statement's first token that is not whitespace or a comment starts.
+    let mut first: Option<usize> = None;
+    for t in &tokens {
+        match &t.token {
+            Token::SemiColon => {
+                let end = offsets.byte(t.span.start);
+                if let Some(start) = first.take() {
+                    statements.push(sql[start..end].trim().to_string());
+                }
+            }
+            Token::Whitespace(_) | Token::EOF => {}
+            _ => {
+                first.get_or_insert_with(|| offsets.byte(t.span.start));
+            }
+        }
     }
     Scan {
         statements,
-        rest: cur,
-        open_quote: quote.is_some(),
+        rest: first.map_or_else(String::new, |start| sql[start..].to_string()),
+        open: false,
     }
 }
 
-/// Statements separated by `;` outside quotes and comments (the last may lack its `;`).
+/// Byte offsets of a text's lines, to turn the tokenizer's (line, column in characters) into a
+/// byte offset.
+struct LineOffsets<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineOffsets<'a> {
+    fn new(text: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Self { text, starts }
+    }
+
+    fn byte(&self, at: Location) -> usize {
+        let line = usize::try_from(at.line.saturating_sub(1)).unwrap_or(usize::MAX);
+        let column = usize::try_from(at.column.saturating_sub(1)).unwrap_or(usize::MAX);
+        let Some(&line_start) = self.starts.get(line) else {
+            return self.text.len();
+        };
+        self.text[line_start..]
+            .char_indices()
+            .nth(column)
+            .map_or(self.text.len(), |(i, _)| line_start + i)
+    }
+}
+
+/// Statements separated by `;` outside strings and comments (the last may lack its `;`).
 fn split_statements(sql: &str) -> Vec<String> {
     let mut s = scan(sql);
     if !s.rest.trim().is_empty() {
@@ -146,10 +180,10 @@ fn split_statements(sql: &str) -> Vec<String> {
     s.statements
 }
 
-/// True when `buffer` ends with a complete statement (its `;` outside quotes).
+/// True when `buffer` ends with a complete statement (its `;` outside strings and comments).
 fn complete(buffer: &str) -> bool {
     let s = scan(buffer);
-    !s.open_quote && s.rest.trim().is_empty() && !s.statements.is_empty()
+    !s.open && s.rest.is_empty() && !s.statements.is_empty()
 }
 
 async fn repl(
@@ -253,14 +287,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statements_split_on_semicolons_outside_quotes_and_comments() {
+    fn statements_split_on_semicolons_outside_strings_and_comments() {
         let sql = "SELECT ';' AS a; -- a comment; with a semicolon\nSELECT \"x;y\" FROM t ;  ";
         assert_eq!(
             split_statements(sql),
             ["SELECT ';' AS a", "SELECT \"x;y\" FROM t"]
         );
+        let block = "SELECT 1 /* one; two */ AS n;\nSELECT 'it''s; fine', 'é;' /* ; */;";
+        assert_eq!(
+            split_statements(block),
+            [
+                "SELECT 1 /* one; two */ AS n",
+                "SELECT 'it''s; fine', 'é;' /* ; */"
+            ]
+        );
+        assert_eq!(split_statements("SELECT 1; -- done\n"), ["SELECT 1"]);
+        assert_eq!(split_statements("SELECT 2"), ["SELECT 2"]);
+    }
+
+    #[test]
+    fn a_statement_is_complete_only_at_a_semicolon_outside_strings_and_comments() {
         assert!(complete("SELECT 1;\n"));
+        assert!(complete("SELECT 1; -- trailing comment\n"));
         assert!(!complete("SELECT ';\n"));
         assert!(!complete("SELECT 1\n"));
+        assert!(!complete("SELECT 1 /* still ; open\n"));
+        assert!(complete("SELECT 1 /* closed ; */ ;\n"));
+        assert!(!complete("-- only a comment;\n"));
     }
 }

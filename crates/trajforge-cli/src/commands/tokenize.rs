@@ -8,7 +8,7 @@ use trajforge_io::source::classify_inputs;
 use trajforge_io::{IngestOptions, ingest};
 use trajforge_ops::operators::tokenize::{LengthPolicyName, LossTurns};
 use trajforge_ops::{PackOptions, TokenizeOptions};
-use trajforge_pipeline::tokenize_stage::{prepare, run_files_blocking};
+use trajforge_pipeline::tokenize_stage::{DROPPED_DIR, OUTPUT_DIRS, prepare, run_files_blocking};
 use trajforge_tokenize::job::JobProgress;
 
 use crate::Global;
@@ -20,7 +20,7 @@ use crate::progress::{IngestBar, bar};
 /// Inputs in a published format are ingested first (their rejects go to DIR/rejects/). Writes
 /// DIR/tokenized/part-NNNNN.parquet (trajectory_id, input_ids, loss_mask, num_tokens,
 /// num_supervised, dropped_exchanges) — or DIR/shards/shard-NNNNN.parquet with --pack-len —
-/// DIR/dropped/ (trajectory_id, reason, detail for every row not tokenized) and
+/// DIR/tokenize_dropped/ (trajectory_id, reason, detail for every row not tokenized) and
 /// DIR/manifest.json.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,8 +52,9 @@ pub struct Args {
     /// Seed for the packer's tie-breaks.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Rows per output file.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    /// Rows per output file (packed rows with --pack-len, else trajectories); the pipeline's
+    /// `tokenize` and `pack` steps use the same default.
+    #[arg(long, default_value_t = trajforge_ops::DEFAULT_ROWS_PER_SHARD, value_name = "N")]
     rows_per_shard: usize,
     /// Turn off the cache of repeated pieces (for benchmarks; the output is the same).
     #[arg(long)]
@@ -110,7 +111,9 @@ pub fn run(args: Args, global: Global, threads: usize) -> Result<()> {
     let (t, pack) = step_options(&args);
     let p = prepare(&t, pack.as_ref(), Path::new("")).context("cannot load the tokenizer")?;
     let (files, rows, rejected) = canonical_inputs(&args, global)?;
-    for stale in ["shards", "tokenized", "dropped", "rejects"] {
+    // What a previous tokenize into the same folder left (`dropped/` was its name before pipelines and tokenize shared one).
+    let stale = OUTPUT_DIRS.iter().chain(&["rejects", "dropped"]);
+    for stale in stale {
         let _ = std::fs::remove_dir_all(args.out.join(stale));
     }
     let progress = Bar(
@@ -125,7 +128,7 @@ pub fn run(args: Args, global: Global, threads: usize) -> Result<()> {
         &p,
         &files,
         &args.out.join(p.output),
-        &args.out.join("dropped"),
+        &args.out.join(DROPPED_DIR),
         threads,
         &progress,
     )

@@ -41,7 +41,7 @@ fn default_max_open() -> usize {
     256
 }
 fn default_rows() -> usize {
-    1024
+    crate::DEFAULT_ROWS_PER_SHARD
 }
 
 impl Default for PackOptions {

@@ -77,7 +77,7 @@ fn default_cache() -> usize {
     64 << 20
 }
 fn default_rows() -> usize {
-    10_000
+    crate::DEFAULT_ROWS_PER_SHARD
 }
 
 impl Default for TokenizeOptions {
