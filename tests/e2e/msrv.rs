@@ -1,7 +1,8 @@
-//! The declared minimum Rust version is the real one: the workspace's `rust-version` (and the
-//! README's "Rust X+") equals the highest `rust-version` among the locked dependencies, as
-//! `cargo metadata --locked` resolves them. A dependency bump that raises the floor fails here
-//! until the declaration follows.
+//! What a user's build is made of. The declared minimum Rust version is the real one: the
+//! workspace's `rust-version` (and the README's "Rust X+") equals the highest `rust-version`
+//! among the locked dependencies, as `cargo metadata --locked` resolves them, so a dependency
+//! bump that raises the floor fails here until the declaration follows. Test hooks are in test
+//! builds only.
 
 use crate::common::root;
 
@@ -67,5 +68,31 @@ fn rust_version_is_the_locked_dependencies_minimum() {
     assert!(
         readme.contains(&said),
         "the README must say {said:?} (set by {by})"
+    );
+}
+
+/// The pause hook of the crash and lock tests (`TRAJFORGE_PAUSE_AFTER`) is a feature only the
+/// tests turn on: the binary a user builds (`cargo build`, `cargo install`) does not contain it.
+#[test]
+fn test_hooks_are_only_in_test_builds() {
+    let tree = |edges: &str| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let o = std::process::Command::new(cargo)
+            .args(["tree", "--locked", "--offline", "-p", "trajforge-cli"])
+            .args(["-e", edges, "-i", "trajforge-pipeline"])
+            .current_dir(root())
+            .output()
+            .expect("cargo tree runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let hook = "trajforge-pipeline feature \"test-hooks\"";
+    assert!(
+        !tree("normal,features").contains(hook),
+        "a normal build pauses on TRAJFORGE_PAUSE_AFTER"
+    );
+    assert!(
+        tree("normal,dev,features").contains(hook),
+        "the e2e tests need the hook"
     );
 }

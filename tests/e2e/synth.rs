@@ -169,7 +169,7 @@ fn planted_defects_match_their_rate_and_show_in_the_data() {
     let rows = run.rows;
     assert_eq!(rows.len() as u64, count);
     let benchmark_keys: HashSet<String> = std::fs::read_to_string(
-        root().join("data-samples/benchmarks/swe-bench-verified.instance_ids.txt"),
+        root().join("crates/trajforge-assets/data/benchmarks/swe-bench-verified.instance_ids.txt"),
     )
     .expect("ids")
     .lines()

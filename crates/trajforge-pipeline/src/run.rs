@@ -186,7 +186,12 @@ struct IngestResult {
 }
 
 /// A stage hook for crash tests: `TRAJFORGE_PAUSE_AFTER=<point>` makes the run write
-/// `OUT/.work/paused-<point>` and wait there to be killed.
+/// `OUT/.work/paused-<point>` and wait there to be killed. Only in builds with the `test-hooks`
+/// feature (the e2e tests turn it on); elsewhere it is nothing, and the variable does nothing.
+#[cfg(not(feature = "test-hooks"))]
+fn pause_point(_work: &Path, _point: &str) {}
+
+#[cfg(feature = "test-hooks")]
 fn pause_point(work: &Path, point: &str) {
     if std::env::var("TRAJFORGE_PAUSE_AFTER").is_ok_and(|p| p == point) {
         let _ = std::fs::write(work.join(format!("paused-{point}")), b"");

@@ -9,8 +9,7 @@ use crate::Kind;
 use crate::generate::{Builder, SynthMessage, SynthRow, clean_row, instance};
 use crate::text;
 
-const VERIFIED_IDS: &str =
-    include_str!("../../../data-samples/benchmarks/swe-bench-verified.instance_ids.txt");
+const VERIFIED_IDS: &str = trajforge_assets::SWE_BENCH_VERIFIED_IDS;
 
 /// A defect kind, named as in the ground-truth sidecar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

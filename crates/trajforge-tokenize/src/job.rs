@@ -29,8 +29,8 @@ use crate::shard::{
 };
 use crate::udf::{ARGUMENTS, TokenizeFn, outcome_at};
 
-/// The OpenHands tool catalogue (`schemas/tools/openhands.json`).
-pub const OPENHANDS_TOOLS: &str = include_str!("../../../schemas/tools/openhands.json");
+/// The OpenHands tool catalogue (`crates/trajforge-assets/data/tools/openhands.json`).
+pub const OPENHANDS_TOOLS: &str = trajforge_assets::OPENHANDS_TOOLS;
 
 /// Where the `tools=` of a row come from.
 #[derive(Debug, Clone)]

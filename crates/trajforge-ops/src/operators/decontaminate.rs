@@ -1,5 +1,5 @@
 //! `decontaminate`: drop rows of benchmark tasks — by normalised instance key against SWE-bench
-//! Verified, Lite and Multilingual (lists bundled from `data-samples/benchmarks/`, see its
+//! Verified, Lite and Multilingual (lists bundled from `trajforge-assets`, see its
 //! SOURCES.md) and extra id lists; optionally every row of a benchmark repository; optionally
 //! rows whose first user message shares a long word n-gram with a benchmark problem statement.
 
@@ -30,15 +30,9 @@ pub enum Benchmark {
 impl Benchmark {
     fn ids(self) -> &'static str {
         match self {
-            Benchmark::SweBenchVerified => include_str!(
-                "../../../../data-samples/benchmarks/swe-bench-verified.instance_ids.txt"
-            ),
-            Benchmark::SweBenchLite => {
-                include_str!("../../../../data-samples/benchmarks/swe-bench-lite.instance_ids.txt")
-            }
-            Benchmark::SweBenchMultilingual => include_str!(
-                "../../../../data-samples/benchmarks/swe-bench-multilingual.instance_ids.txt"
-            ),
+            Benchmark::SweBenchVerified => trajforge_assets::SWE_BENCH_VERIFIED_IDS,
+            Benchmark::SweBenchLite => trajforge_assets::SWE_BENCH_LITE_IDS,
+            Benchmark::SweBenchMultilingual => trajforge_assets::SWE_BENCH_MULTILINGUAL_IDS,
         }
     }
 
